@@ -1,0 +1,10 @@
+"""An argparse parser whose usage errors are one line, like every other error of the tools."""
+
+import argparse
+import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)

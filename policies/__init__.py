@@ -1,0 +1,1 @@
+"""Trained RAMP policy checkpoints shipped with the package (package data), loadable by name."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny random models built in the test session (fast, every row divisible by 256)."""
+
+import pytest
+
+
+def build_tiny_llama(path, seed: int = 0, vocab_size: int | None = None, layers: int = 2, tie: bool = True):
+    """A random Llama (hidden 256, intermediate 512) saved as a Hugging Face directory with a tokenizer.
+
+    The tokenizer is SmolLM2's, taken from the default GGUF, so real text tokenizes; the vocabulary
+    is the tokenizer's unless `vocab_size` is given.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from transformers import AutoTokenizer
+
+    from calibration.models import default_gguf
+
+    gguf = default_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size or len(tokenizer), hidden_size=256, intermediate_size=512,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=tie,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A 2-block random Llama with SmolLM2's tokenizer (vocabulary 49152)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_text(tmp_path_factory):
+    """A short English text file: the first 400 lines of the WikiText-2 validation split."""
+    from calibration.paths import wikitext2
+
+    lines = wikitext2("valid").read_text(encoding="utf-8").splitlines()[:400]
+    path = tmp_path_factory.mktemp("text") / "calib.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
