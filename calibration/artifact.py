@@ -43,6 +43,14 @@ class Calibration:
     def embedding(self) -> np.ndarray:
         return self.tensors["embedding"]
 
+    def check_layers(self, layers: list[Layer]) -> None:
+        """Fail unless `layers` (a model's layer table) is the table this artifact was made for."""
+        mine = [(l.name, l.in_features, l.out_features) for l in self.layers]
+        theirs = [(l.name, l.in_features, l.out_features) for l in layers]
+        if mine != theirs:
+            raise UserError(f"the calibration at {self.path} was made for another model "
+                            f"({len(mine)} layers vs {len(theirs)} here); calibrate this model first")
+
     def channel(self, gguf_name: str, stat: str) -> np.ndarray:
         """A per-channel statistic (`act_max`, `act_mean_abs`, `act_mean_sq`) of one layer."""
         return self.tensors[f"{gguf_name}.{stat}"]

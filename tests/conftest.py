@@ -3,14 +3,15 @@
 import pytest
 
 
-def build_tiny_llama(path, seed: int = 0, vocab_size: int | None = None, layers: int = 2, tie: bool = True):
-    """A random Llama (hidden 256, intermediate 512) saved as a Hugging Face directory with a tokenizer.
+def build_tiny_llama(path, seed: int = 0, vocab_size: int | None = None, layers: int = 2, tie: bool = True,
+                     arch: str = "llama"):
+    """A random decoder (hidden 256, intermediate 512) saved as a Hugging Face directory with a tokenizer.
 
-    The tokenizer is SmolLM2's, taken from the default GGUF, so real text tokenizes; the vocabulary
-    is the tokenizer's unless `vocab_size` is given.
+    `arch` is llama, qwen2 or gemma3 (text).  The tokenizer is SmolLM2's, taken from the default GGUF,
+    so real text tokenizes; the vocabulary is the tokenizer's unless `vocab_size` is given.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import transformers
 
     from transformers import AutoTokenizer
 
@@ -19,11 +20,15 @@ def build_tiny_llama(path, seed: int = 0, vocab_size: int | None = None, layers:
     gguf = default_gguf()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size or len(tokenizer), hidden_size=256, intermediate_size=512,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, tie_word_embeddings=tie,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    model = LlamaForCausalLM(config).eval()
+    config_cls, model_cls = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
+                             "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+                             "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM")}[arch]
+    extra = {"head_dim": 64, "sliding_window": 64} if arch == "gemma3" else {}
+    config = getattr(transformers, config_cls)(
+        vocab_size=vocab_size or len(tokenizer), hidden_size=256, intermediate_size=512,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=tie, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **extra)
+    model = getattr(transformers, model_cls)(config).eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
