@@ -1,0 +1,66 @@
+"""`bench`: every measurement of one GGUF file in one dict (the Python API behind `halo bench`).
+
+Size and bits per weight come from gguf-py (file bytes * 8 / parameters counted from the tensor
+shapes, so metadata and the tokenizer are included in the bits); perplexity, KL divergence against
+`base`, task accuracy and speed from llama.cpp.  With a base, perplexity is taken from the KL
+divergence pass (the same windows), so the text is decoded once per file.
+"""
+
+import os
+import time
+from pathlib import Path
+
+from calibration.errors import UserError
+
+from . import read_gguf
+from .kld import kl_divergence
+from .perplexity import perplexity
+from .speed import speed as measure_speed
+from .tasks import check_tasks, run_tasks
+
+PPL_KEYS = ("ppl", "ppl_err", "chunks", "tokens", "n_ctx", "seconds")
+
+
+def file_stats(path) -> dict:
+    """Size (bytes, MB = 10^6 bytes), parameter count and bits per weight of a GGUF file."""
+    reader = read_gguf(path)
+    size = Path(path).stat().st_size
+    params = int(sum(int(t.n_elements) for t in reader.tensors))
+    if params == 0:
+        raise UserError(f"{path} holds no tensors")
+    return {"size_bytes": size, "size_mb": size / 1e6, "params": params, "bpw": size * 8 / params}
+
+
+def _check_count(name: str, value):
+    if value is not None and int(value) < 1:
+        raise UserError(f"{name} must be at least 1, got {value}")
+
+
+def bench(path, base=None, tasks=(), max_chunks: int | None = None, limit: int | None = None,
+          threads: int | None = None, speed: bool = True, n_ctx: int = 512, text_file=None,
+          progress: bool = True) -> dict:
+    """Measure GGUF `path`: size, perplexity (and KLD against `base`), accuracy on `tasks`, speed.
+
+    max_chunks: windows of wiki.test.raw (None: all, like llama-perplexity); limit: first N items of
+    each task; threads: llama.cpp threads (default os.cpu_count()).
+    """
+    start = time.perf_counter()
+    tasks = check_tasks(tasks)
+    for name, value in (("max_chunks", max_chunks), ("limit", limit), ("threads", threads), ("n_ctx", n_ctx)):
+        _check_count(name, value)
+    threads = threads or os.cpu_count()
+    result = {"file": str(path), **file_stats(path), "threads": threads}
+    if base is not None:
+        read_gguf(base)
+        result["base"] = str(base)
+        result["kld"] = kl_divergence(path, base, text_file, n_ctx, max_chunks, threads, progress)
+        result["perplexity"] = {key: result["kld"][key] for key in PPL_KEYS}
+    else:
+        result["perplexity"] = perplexity(path, text_file, n_ctx, max_chunks, threads, progress)
+    result["tasks"] = run_tasks(path, tasks, limit, threads, progress)
+    if limit is not None:
+        result["limit"] = int(limit)
+    if speed:
+        result["speed"] = measure_speed(path, threads=threads, progress=progress)
+    result["seconds"] = time.perf_counter() - start
+    return result
