@@ -10,11 +10,10 @@ fallback and counts real bytes; budgets are always computed from those bytes.
 """
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calibration.atomic import write_json
 from calibration.errors import UserError
 from halo import qtypes
 
@@ -121,12 +120,4 @@ def load(path: Path, layers) -> Allocation:
 
 def save(allocation: Allocation, path: Path) -> None:
     """Write atomically (temporary name, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(allocation.to_dict(), handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, allocation.to_dict())

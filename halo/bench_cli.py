@@ -1,20 +1,11 @@
 """`halo bench FILE`: size, perplexity, KL divergence against a base, task accuracy and speed of a GGUF
 file in llama.cpp; prints a short table and optionally writes the full result as JSON."""
 
-import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
+from calibration.atomic import write_json
+from calibration.cli_parser import positive_int
 from calibration.errors import UserError
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(sub) -> None:
@@ -25,27 +16,14 @@ def register(sub) -> None:
     cmd.add_argument("file", type=Path, help="the .gguf file to measure")
     cmd.add_argument("--base", type=Path, default=None, help="base .gguf for KL divergence (same vocabulary)")
     cmd.add_argument("--tasks", default="", help=f"comma-separated, from {','.join(TASKS)} (default none)")
-    cmd.add_argument("--max-chunks", type=_positive, default=None,
+    cmd.add_argument("--max-chunks", type=positive_int, default=None,
                      help="windows of wiki.test.raw to score (default all, like llama-perplexity)")
-    cmd.add_argument("--limit", type=_positive, default=None, help="first N items of each task (default all)")
-    cmd.add_argument("--threads", type=_positive, default=None, help="llama.cpp threads (default: all cores)")
-    cmd.add_argument("--ctx", type=_positive, default=512, help="perplexity window (default 512)")
+    cmd.add_argument("--limit", type=positive_int, default=None, help="first N items of each task (default all)")
+    cmd.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
+    cmd.add_argument("--ctx", type=positive_int, default=512, help="perplexity window (default 512)")
     cmd.add_argument("--no-speed", action="store_true", help="skip the pp512/tg128 speed test")
     cmd.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
     cmd.set_defaults(func=run)
-
-
-def write_json(result: dict, out: Path) -> None:
-    """Write `result` to `out` through a temporary file in the same folder and os.replace."""
-    out = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(result, handle, indent=1)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def table(result: dict) -> str:
@@ -81,5 +59,5 @@ def run(args) -> int:
                    threads=args.threads, speed=not args.no_speed, n_ctx=args.ctx)
     print(table(result))
     if args.json is not None:
-        write_json(result, args.json)
+        write_json(args.json, result)
     return 0

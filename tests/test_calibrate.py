@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from calibration import artifact
 from calibration.calibrate import CalibrationConfig, calibrate
