@@ -1,0 +1,137 @@
+"""The search's evaluator against hand-quantized models (libggml the oracle) and against llama.cpp itself."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.errors import UserError
+from calibration.layers import Layer
+from calibration.models import load_model, resolve
+from halo import allocation, ggml, qtypes
+from halo.imatrix import layer_imatrix
+from ramp.evaluator import Evaluator, make_evaluator
+from ramp.fidelity import fidelity
+from ramp.weight_cache import PLANS, check_candidates, choose_plan
+
+QT = qtypes.QType
+ACTIONS = ["Q3_K", "Q4_K", "Q6_K", "Q8_0"]
+N, T = 4, 64
+MIXED = [QT.Q3_K, QT.Q8_0, None, QT.Q4_K, QT.Q6_K, QT.Q3_K, QT.Q4_K] * 2
+
+
+@pytest.fixture(scope="module")
+def cal(tiny_llama_dir, tiny_text, tmp_path_factory):
+    config = CalibrationConfig(model=str(tiny_llama_dir), data=str(tiny_text), samples=2, seq_len=64)
+    return calibrate(config, tmp_path_factory.mktemp("cal") / "cal")
+
+
+def _evaluator(tiny_llama_dir, tiny_text, cal, **kwargs):
+    source = resolve(str(tiny_llama_dir))
+    return make_evaluator(load_model(source), source, cal, ACTIONS, N, T, seed=0, data=str(tiny_text),
+                          device="cpu", batch_size=3, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def ev(tiny_llama_dir, tiny_text, cal):
+    """Imatrix on, no folding; batches of 3 windows (so batching is exercised: 3 + 1)."""
+    return _evaluator(tiny_llama_dir, tiny_text, cal)
+
+
+def _reference(model, windows, types=None, cal=None, layers=None):
+    """float64 (log-probs, PPL) of `model` with layers replaced by ggml.quantize_dequantize by hand."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for layer, qtype in zip(layers or [], types or []):
+            if qtype is not None:
+                weight = modules[layer.name].weight
+                imatrix = layer_imatrix(cal, layer) if cal is not None else None
+                weight.copy_(torch.from_numpy(ggml.quantize_dequantize(weight.numpy(), qtype, imatrix)))
+        logits = model(input_ids=windows, use_cache=False).logits[:, :-1].double()
+    logprobs = torch.log_softmax(logits, -1)
+    nll = -logprobs.gather(-1, windows[:, 1:, None]).mean()
+    return logprobs, float(torch.exp(nll))
+
+
+def test_base_is_the_plain_model(ev, tiny_llama_dir):
+    plain = load_model(resolve(str(tiny_llama_dir)))
+    _, ppl = _reference(plain, ev.windows)
+    result = ev.evaluate([None] * len(ev.layers))
+    assert ev.windows.shape == (N, T) and ev.positions == N * (T - 1)
+    assert result.ppl == pytest.approx(ppl, rel=1e-6) and ev.base.ppl == pytest.approx(ppl, rel=1e-6)
+    assert abs(result.kld) < 1e-9 and ev.base.kld == 0.0
+    assert ev.base_logprob_bytes == 4 * N * (T - 1) * plain.config.vocab_size
+
+
+def test_allocation_equals_hand_quantized_model(ev, tiny_llama_dir, cal):
+    source = resolve(str(tiny_llama_dir))
+    base_lp, _ = _reference(load_model(source), ev.windows)
+    quant_lp, ppl = _reference(load_model(source), ev.windows, MIXED, cal, ev.layers)
+    kld = float((base_lp.exp() * (base_lp - quant_lp)).sum(-1).mean())
+    result = ev.evaluate(MIXED)
+    assert result.ppl == pytest.approx(ppl, rel=1e-6)
+    assert result.kld == pytest.approx(kld, rel=1e-4) and kld > 1e-5
+
+
+def test_evaluate_restores_base_weights(ev):
+    modules = dict(ev.model.named_modules())
+    before = [modules[layer.name].weight.data for layer in ev.layers]
+    copies = [w.clone() for w in before]
+    uniform = [QT.Q3_K] * len(ev.layers)
+    first, other, again = ev.evaluate(MIXED), ev.evaluate(uniform), ev.evaluate(MIXED)
+    assert (first.ppl, first.kld) == (again.ppl, again.kld) != (other.ppl, other.kld)
+    after = [modules[layer.name].weight.data for layer in ev.layers]
+    assert all(a.data_ptr() == b.data_ptr() and torch.equal(a, c) for a, b, c in zip(after, before, copies))
+    assert ev.evaluate([None] * len(ev.layers)).kld == 0.0
+
+
+def test_kld_grows_as_bits_fall(ev):
+    klds = [ev.evaluate([qtype] * len(ev.layers)).kld for qtype in (QT.Q8_0, QT.Q6_K, QT.Q4_K, QT.Q3_K)]
+    assert 0 < klds[0] < klds[1] < klds[2] < klds[3]
+
+
+def test_three_plans_give_identical_results(ev, tiny_llama_dir, caplog):
+    results = {}
+    for plan in PLANS:
+        model = load_model(resolve(str(tiny_llama_dir)))
+        with caplog.at_level(logging.INFO, logger="ramp.weight_cache"):
+            evaluator = Evaluator(model, ev.layers, ev.cache.candidates, ev.windows, ev.cache.imatrix, "cpu", plan,
+                                  batch_size=3, progress=False)
+        assert evaluator.cache.plan == plan and f"plan {plan}" in caplog.text
+        results[plan] = [(r.ppl, r.kld) for r in (evaluator.evaluate(MIXED), evaluator.evaluate([QT.Q4_K] * 14))]
+    assert results["dequantized"] == results["bytes"] == results["on-the-fly"] == [
+        (r.ppl, r.kld) for r in (ev.evaluate(MIXED), ev.evaluate([QT.Q4_K] * 14))]
+
+
+def test_plan_choice_and_bad_input(ev):
+    need = {"dequantized": 100, "bytes": 30, "on-the-fly": 0}
+    assert choose_plan(need, free_device=1000, free_host=1000) == ("dequantized", "device")
+    assert choose_plan(need, free_device=100, free_host=1000) == ("dequantized", "host")
+    assert choose_plan(need, free_device=100, free_host=100) == ("bytes", "host")
+    assert choose_plan(need, free_device=10, free_host=10) == ("on-the-fly", "host")
+    assert ev.cache.plan == "dequantized"  # a tiny model always fits
+    assert ev.cache.candidates["blk.0.attn_q.weight"] == [QT.Q3_K, QT.Q4_K, QT.Q6_K, QT.Q8_0]
+    with pytest.raises(UserError, match="entries"):
+        ev.evaluate([None])
+    with pytest.raises(UserError, match="not a candidate"):
+        ev.evaluate([QT.Q5_0] * len(ev.layers))
+    wide = Layer(0, "model.layers.0.self_attn.q_proj", "blk.0.attn_q.weight", 0, "q", 576, 576)
+    with pytest.raises(UserError, match="writes Q4_K as Q5_0"):
+        check_candidates([wide], {wide.gguf_name: [QT.Q4_K]})
+    with pytest.raises(UserError, match="plan"):
+        Evaluator(ev.model, ev.layers, ev.cache.candidates, ev.windows, plan="ram", device="cpu")
+
+
+@pytest.mark.parametrize("imatrix, scale_fold", [(False, False), (True, True)])
+def test_fidelity_to_llama_cpp(tiny_llama_dir, tiny_text, cal, tmp_path, imatrix, scale_fold):
+    """llama.cpp's PPL of the exported file is the evaluator's to < 1 %, and far closer than the base's."""
+    evaluator = _evaluator(tiny_llama_dir, tiny_text, cal, imatrix=imatrix, scale_fold=scale_fold)
+    picks = [3, 4, 6, 8, 3, 4, 3] * 2
+    alloc = allocation.resolve(evaluator.layers, picks)
+    result = fidelity(evaluator, alloc, str(tiny_llama_dir), tmp_path / "mixed.gguf", cal, imatrix=imatrix,
+                      scale_fold=scale_fold)
+    assert result.path.is_file() and abs(result.gap) < 0.01
+    effect = abs(np.log(result.ppl_evaluator / evaluator.base.ppl))
+    assert abs(np.log(result.ppl_llama / result.ppl_evaluator)) < 0.2 * effect
