@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--episodes", type=positive_int, default=200)
     srch.add_argument("--warmup-episodes", type=int, default=20)
     srch.add_argument("--updates-per-episode", type=positive_int, default=None, help="default: one per layer")
+    srch.add_argument("--credit", default="episode", choices=["episode", "terminal"],
+                      help="episode: every layer's transition carries the episode reward (default, learns); "
+                           "terminal: reward on the last layer only, bootstrapped (the paper's eq. 18)")
     srch.add_argument("--eval-samples", type=positive_int, default=8, help="held-out validation windows per episode")
     srch.add_argument("--eval-seq-len", type=positive_int, default=256)
     srch.add_argument("--calibration", default=None, help="calibration artifact (default: calibrate into OUT)")
@@ -110,7 +113,8 @@ def _search(args) -> int:
     config = SearchConfig(model=args.model, algo=args.algo, actions=_actions(args.actions), budget=args.budget,
                           ceiling=args.ceiling, nominal_bits=args.nominal_bits, target_size=args.target_size,
                           episodes=args.episodes, warmup_episodes=args.warmup_episodes,
-                          updates_per_episode=args.updates_per_episode, eval_samples=args.eval_samples,
+                          updates_per_episode=args.updates_per_episode, credit=args.credit,
+                          eval_samples=args.eval_samples,
                           eval_seq_len=args.eval_seq_len, calibration=args.calibration,
                           calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
                           imatrix=not args.no_imatrix, scale_fold=args.scale_fold, seed=args.seed, plan=args.plan)

@@ -1,0 +1,93 @@
+"""The sensitivity baseline (`ramp search --algo greedy`): measure each layer alone, then solve the budget exactly.
+
+Sensitivity of layer i at bit width b = KL divergence from the base model when only layer i is
+quantized (at b's real type) and every other layer keeps its base weights, measured by the same
+evaluator as the search.  Assuming the damage adds up over layers, the best allocation within the
+budget is a multiple-choice knapsack: minimise the summed sensitivity subject to the summed cost
+(real bytes, or nominal bits x weights) staying within the budget.  It is solved exactly by dynamic
+programming over the cost: exactly when the costs' common divisor leaves at most `MAX_UNITS` steps,
+else discretised to `MAX_UNITS` steps rounding every cost up, so the answer is always within budget.
+Sensitivities are saved (sensitivity.json) and reused for any budget.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calibration.errors import UserError
+from halo import allocation as alloc_mod
+
+MAX_UNITS = 200_000
+
+
+def solve_knapsack(costs: np.ndarray, weights: np.ndarray, capacity: float) -> list[int]:
+    """Choice index per row minimising sum(costs) with sum(weights) <= capacity (weights rounded up)."""
+    costs, weights = np.asarray(costs, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    assert costs.shape == weights.shape and costs.ndim == 2, (costs.shape, weights.shape)
+    unit = max(capacity / MAX_UNITS, 1e-12)
+    if np.all(weights == np.round(weights)):  # integer costs (bytes, bits): exact when their gcd is coarse enough
+        g = int(np.gcd.reduce(weights.astype(np.int64).ravel()))
+        unit = max(unit, g) if capacity / g > MAX_UNITS else g
+    w = np.ceil(weights / unit - 1e-9).astype(np.int64)
+    cap = int(np.floor(capacity / unit + 1e-9))
+    if w.min(axis=1).sum() > cap:
+        raise UserError("no allocation fits the budget")
+    dp = np.zeros(cap + 1)
+    picks = np.zeros((len(costs), cap + 1), dtype=np.int16)
+    for i in range(len(costs)):
+        new = np.full(cap + 1, np.inf)
+        for k in range(costs.shape[1]):
+            shifted = np.full(cap + 1, np.inf)
+            shifted[w[i, k]:] = dp[: cap + 1 - w[i, k]] + costs[i, k]
+            better = shifted < new
+            new[better], picks[i, better] = shifted[better], k
+        dp = new
+    c = int(np.argmin(dp))
+    choice = []
+    for i in range(len(costs) - 1, -1, -1):
+        k = int(picks[i, c])
+        choice.append(k)
+        c -= w[i, k]
+    return choice[::-1]
+
+
+def measure_sensitivity(ctx, path: Path) -> dict:
+    """{layer gguf_name: {bits: KLD}} with only that layer quantized; resumes from `path`."""
+    table = json.loads(path.read_text()) if path.exists() else {}
+    todo = [(layer, bits) for layer in ctx.layers for bits in ctx.config.actions
+            if str(bits) not in table.get(layer.gguf_name, {})]
+    done_types = {}
+    for layer, bits in tqdm(todo, desc="sensitivity", unit="eval"):
+        alloc = alloc_mod.resolve([layer], [bits])
+        qtype = alloc.choices[0].actual
+        key = (layer.gguf_name, qtype)
+        if key not in done_types:  # two bit widths can fall back to one type: measure it once
+            types = [None] * len(ctx.layers)
+            types[layer.index] = qtype
+            done_types[key] = ctx.evaluator.evaluate(types).kld
+        table.setdefault(layer.gguf_name, {})[str(bits)] = done_types[key]
+        if len(done_types) % 20 == 0:
+            path.write_text(json.dumps(table))
+    path.write_text(json.dumps(table))
+    return table
+
+
+def allocate(layers, actions, sensitivity: dict, budget) -> list[int]:
+    """The knapsack allocation for one budget (sensitivities measured once, reused for any budget)."""
+    costs = np.array([[sensitivity[layer.gguf_name][str(b)] for b in actions] for layer in layers])
+    if budget.nominal:
+        weights = np.array([[b * layer.params for b in actions] for layer in layers], dtype=np.float64)
+        capacity = budget.target * sum(layer.params for layer in layers)
+    else:
+        weights = np.array([[alloc_mod.resolve([layer], [b]).bytes * 8 for b in actions] for layer in layers],
+                           dtype=np.float64)
+        capacity = budget.target * sum(layer.params for layer in layers)
+    return [actions[k] for k in solve_knapsack(costs, weights, capacity)]
+
+
+def greedy_search(ctx) -> dict:
+    sensitivity = measure_sensitivity(ctx, ctx.out / "sensitivity.json")
+    bits = allocate(ctx.layers, list(ctx.config.actions), sensitivity, ctx.budget)
+    return {"allocations": {"best": bits}, "chosen": "best"}

@@ -1,0 +1,69 @@
+"""Shipped policies: actor weights in safetensors (no code runs on load) plus a JSON card.
+
+The card records what a policy needs to be applied elsewhere: feature names and the training
+model's standardisation statistics (transfer standardises the target with its *own* statistics,
+eq. 13; these are kept for reference), the action set, the architecture family, versions, the
+training model, budget, episodes, seed and measured results.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from calibration.embedding import FEATURES
+from calibration.errors import UserError
+
+POLICY_FORMAT = "ramp-policy"
+POLICY_VERSION = 1
+SHIPPED = Path(__file__).resolve().parent.parent / "policies"
+
+
+def save_policy(directory: Path, name: str, tensors: dict, card: dict) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    weights, card_path = directory / f"{name}.safetensors", directory / f"{name}.json"
+    card = {"format": POLICY_FORMAT, "format_version": POLICY_VERSION, "features": list(FEATURES)} | card
+    for path, write in ((weights, lambda p: save_file(tensors, str(p))),
+                        (card_path, lambda p: p.write_text(json.dumps(card, indent=1)))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        write(tmp)
+        os.replace(tmp, path)
+    return weights
+
+
+def resolve_policy(spec: str) -> Path:
+    """A path to a .safetensors policy, or the name of a policy shipped in `policies/`."""
+    path = Path(spec)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors") if path.suffix in ("", ".json") else path
+    if path.is_file():
+        return path
+    shipped = SHIPPED / f"{spec}.safetensors"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in SHIPPED.glob("*.safetensors"))
+    raise UserError(f"policy {spec!r} not found (shipped policies: {', '.join(names) or 'none yet'})")
+
+
+def load_policy_card(spec: str, action_bits=None) -> tuple[dict, dict]:
+    """(actor tensors, card) of a policy; a feature, version or action-set mismatch is one clear error."""
+    from safetensors.torch import load_file
+
+    path = resolve_policy(spec)
+    card_path = path.with_suffix(".json")
+    try:
+        card = json.loads(card_path.read_text())
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise UserError(f"cannot read policy {path} ({exc.__class__.__name__}: {exc})") from None
+    if card.get("format") != POLICY_FORMAT or card.get("format_version") != POLICY_VERSION:
+        raise UserError(f"{path} is a policy of format {card.get('format')} v{card.get('format_version')}; "
+                        f"this RAMP reads {POLICY_FORMAT} v{POLICY_VERSION}")
+    if card.get("features") != list(FEATURES):
+        raise UserError(f"policy {path.name} was trained on features {card.get('features')}, "
+                        f"not RAMP's {len(FEATURES)}-dim embedding")
+    if action_bits is not None and list(card.get("action_bits", [])) != list(action_bits):
+        raise UserError(f"policy {path.name} chooses among bits {card.get('action_bits')}, "
+                        f"but {list(action_bits)} were asked for")
+    return tensors, card

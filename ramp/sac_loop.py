@@ -1,0 +1,74 @@
+"""The SAC episode loop of `ramp search`: act, store, update, log, checkpoint — resumable.
+
+Per episode: roll the policy out over every layer (random actions during warm-up), store each
+transition with its continuous action, run the gradient updates, append one line to log.jsonl and
+save a checkpoint.  The final answers are the deterministic rollout (mean action) and the best
+feasible allocation seen (b_avg within the budget); both are kept and labelled.
+"""
+
+import json
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .replay import store_episode
+from .search import Context, new_agent, new_env, rollout, write_policy
+
+
+def _mean_losses(losses: list[dict]) -> dict:
+    if not losses:
+        return {}
+    return {key: float(np.mean([entry[key] for entry in losses])) for key in losses[0]}
+
+
+def train(ctx: Context, resume: bool) -> dict:
+    config = ctx.config
+    agent, buffer = new_agent(ctx)
+    env = new_env(ctx)
+    log_path = ctx.out / "log.jsonl"
+    state = checkpoint.load(ctx.out) if resume else None
+    start, best = 0, None
+    if state is not None:
+        agent.load_state_dict(state["agent"])
+        buffer.load_state_dict(state["buffer"])
+        start, best = int(state["episode"]), state["best"]
+        lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
+        log_path.write_text("".join(line + "\n" for line in lines))  # drop a killed episode's partial line
+        tqdm.write(f"resuming at episode {start} of {config.episodes}")
+    elif log_path.exists():
+        log_path.unlink()
+    updates = config.updates_per_episode or len(ctx.layers)
+    bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search", unit="ep")
+    for episode in bar:
+        started = time.perf_counter()
+        warm = episode < config.warmup_episodes
+        bits, reward, info = rollout(env, (lambda obs: agent.random_action()) if warm else agent.act)
+        store_episode(buffer, info["transitions"], config.credit)
+        losses = []
+        if not warm:  # sampling is with replacement, so even a short warm-up suffices
+            losses = [agent.update(buffer.sample(agent.config.batch_size)) for _ in range(updates)]
+        outcome = info["outcome"]
+        feasible = ctx.feasible(outcome)
+        if feasible and (best is None or outcome.ppl < best["ppl"]):
+            best = {"ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw, "episode": episode, "bits": bits}
+        record = {"episode": episode, "reward": reward, "r_quality": info["r_quality"],
+                  "r_budget": info["r_budget"], "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
+                  "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,
+                  "warmup": warm, "alpha": agent.alpha, **_mean_losses(losses),
+                  "seconds": time.perf_counter() - started, "bits": bits}
+        with open(log_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        checkpoint.save(ctx.out, {"agent": agent.state_dict(), "buffer": buffer.state_dict(),
+                                  "episode": episode + 1, "best": best})
+        bar.set_postfix(ppl=f"{outcome.ppl:.2f}", bpw=f"{outcome.bpw:.2f}",
+                        best=f"{best['ppl']:.2f}" if best else "-")
+    deterministic, _, _ = rollout(env, lambda obs: agent.act(obs, deterministic=True))
+    write_policy(ctx, agent, config.episodes)
+    allocations = {"deterministic": deterministic}
+    if best is not None:
+        allocations["best"] = best["bits"]
+    chosen = "best" if best is not None else "deterministic"
+    return {"allocations": allocations, "chosen": chosen, "episodes": config.episodes,
+            "best_episode": best["episode"] if best else None}

@@ -1,0 +1,29 @@
+"""`ramp evaluate ALLOCATION`: an allocation file scored by the search's evaluator on held-out tokens."""
+
+from pathlib import Path
+
+from calibration import artifact
+from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.models import load_model, resolve
+from halo import allocation as alloc_mod
+
+from .evaluator import make_evaluator
+
+
+def score_allocation(path: Path, model_spec: str, calibration: str | None, eval_samples: int = 8,
+                     eval_seq_len: int = 256, imatrix: bool = True, scale_fold: bool = False, seed: int = 0) -> dict:
+    source = resolve(model_spec)
+    model = load_model(source)
+    cal = artifact.read(calibration) if calibration else None
+    if cal is None and (imatrix or scale_fold):
+        cal = calibrate(CalibrationConfig(model=model_spec, seed=seed), Path(path).parent / "calibration")
+    from calibration.layers import layer_table
+
+    alloc = alloc_mod.load(Path(path), layer_table(model, source.gguf_arch))
+    actions = sorted({c.requested.name for c in alloc.choices})
+    evaluator = make_evaluator(model, source, cal, actions, eval_samples, eval_seq_len, seed, imatrix, scale_fold)
+    base = evaluator.evaluate([None] * len(alloc.choices))
+    result = evaluator.evaluate_allocation(alloc)
+    return {"allocation": str(path), "ppl": result.ppl, "kld": result.kld, "base_ppl": base.ppl, "bpw": alloc.bpw,
+            "nominal_bpw": alloc.nominal_bpw, "bytes": alloc.bytes,
+            "tokens": f"{eval_samples} x {eval_seq_len} held-out validation tokens"}

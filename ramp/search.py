@@ -1,0 +1,269 @@
+"""`ramp search`: learn a per-layer bit allocation under a budget (SAC), or compute a baseline one.
+
+Stages, each reusable: calibrate (artifact reused when inputs match) -> build the evaluator (exact
+libggml weights, cached) -> episodes -> outputs.  The SAC loop checkpoints after every episode, so a
+killed search resumes with `--resume` and ends exactly where an uninterrupted run would.
+"""
+
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from calibration import artifact
+from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.errors import UserError
+from calibration.models import load_model, resolve
+from halo import allocation as alloc_mod
+
+from . import __version__, checkpoint
+from .budget import allocation_bpw, make_budget
+from .env import AllocationEnv, Outcome
+from .evaluator import make_evaluator
+from .policy_io import save_policy
+from .replay import ReplayBuffer
+from .sac import SAC, SACConfig
+
+
+@dataclass
+class SearchConfig:
+    """Everything `ramp search` reads; saved as config.json in the output directory."""
+
+    model: str = "default"
+    algo: str = "sac"                     # sac | greedy | uniform
+    actions: tuple[int, ...] = (3, 4, 5, 6)
+    budget: float | None = None           # target bpw of the quantizable layers (default 4.5, real bytes)
+    ceiling: float | None = None          # default budget + 0.25
+    nominal_bits: bool = False            # count the paper's nominal bits instead of real bytes
+    target_size: int | None = None        # bytes of the whole file instead of --budget
+    episodes: int = 200
+    warmup_episodes: int = 20
+    updates_per_episode: int | None = None
+    credit: str = "episode"               # episode: every layer gets the final reward; terminal: the paper's
+    eval_samples: int = 8
+    eval_seq_len: int = 256
+    calibration: str | None = None        # artifact directory; default: OUT/calibration
+    calib_samples: int = 128
+    calib_seq_len: int = 512
+    imatrix: bool = True
+    scale_fold: bool = False
+    seed: int = 0
+    plan: str = "auto"                    # evaluator memory plan
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"actions": list(self.actions)}
+
+
+def _log(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+@dataclass
+class Context:
+    """What every algorithm works with."""
+
+    config: SearchConfig
+    out: Path
+    source: object
+    calibration: object
+    layers: list
+    evaluator: object
+    budget: object
+    base: object
+
+    def outcome(self, bits: list) -> tuple[alloc_mod.Allocation, Outcome]:
+        alloc = alloc_mod.resolve(self.layers, bits)
+        result = self.evaluator.evaluate_allocation(alloc)
+        return alloc, Outcome(ppl=result.ppl, kld=result.kld, bpw=allocation_bpw(alloc, self.budget.nominal),
+                              real_bpw=alloc.bpw, nominal_bpw=alloc.nominal_bpw)
+
+    def feasible(self, outcome: Outcome) -> bool:
+        return outcome.bpw <= self.budget.target + 1e-9
+
+
+def prepare(config: SearchConfig, out: Path) -> Context:
+    """Calibrate (or reuse), load, fold if asked, check the budget, build the evaluator."""
+    if config.episodes < 1 and config.algo == "sac":
+        raise UserError("--episodes must be at least 1")
+    if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:
+        raise UserError(f"--actions needs at least two distinct bit widths, got {list(config.actions)}")
+    source = resolve(config.model)
+    cal_dir = Path(config.calibration) if config.calibration else out / "calibration"
+    if config.calibration and not (cal_dir / artifact.MANIFEST).exists():
+        raise UserError(f"calibration artifact not found: {cal_dir}")
+    cal = artifact.read(cal_dir) if config.calibration else calibrate(
+        CalibrationConfig(model=config.model, samples=config.calib_samples, seq_len=config.calib_seq_len,
+                          seed=config.seed), cal_dir)
+    model = load_model(source)
+    layers = cal.layers
+    other = _other_bytes(model, source, cal) if config.target_size else 0
+    budget = make_budget(layers, config.actions, config.budget, config.ceiling, config.nominal_bits,
+                         config.target_size, other)
+    evaluator = make_evaluator(model, source, cal, [str(b) for b in config.actions], config.eval_samples,
+                               config.eval_seq_len, config.seed, config.imatrix, config.scale_fold, plan=config.plan)
+    base = evaluator.evaluate([None] * len(layers))
+    _log(f"base model ({source.weights_name}): PPL {base.ppl:.3f} on {config.eval_samples} x {config.eval_seq_len} "
+         f"held-out validation tokens; budget {budget.target:.3f} (ceiling {budget.ceiling:.3f}) "
+         f"{'nominal bits' if budget.nominal else 'bpw, real bytes'}")
+    return Context(config, out, source, cal, layers, evaluator, budget, base)
+
+
+def _other_bytes(model, source, cal) -> int:
+    """Bytes of everything in the file but the quantizable layers (embeddings/head per Q4_K_M, F32 rest)."""
+    from calibration.layers import special_tensors
+    from halo import qtypes
+    from halo.layout import gguf_tensors
+    from halo.specials import special_types
+
+    specials = special_types(special_tensors(model, source.gguf_arch))
+    layer_names = {layer.gguf_name for layer in cal.layers}
+    total = 0
+    for name, array in gguf_tensors(model, source).items():
+        if name in layer_names:
+            continue
+        qtype = specials.get(name, qtypes.QType.F32)
+        total += qtypes.tensor_bytes(qtype, array.shape if array.ndim > 1 else (1, array.shape[0]))
+    if source.kind == "gguf":  # keys and tokenizer: what precedes the tensor data in the source file
+        from halo.gguf_meta import open_reader
+
+        total += int(open_reader(source.path).data_offset)
+    return total
+
+
+def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
+    """Run the configured search into `out`; returns the summary written to summary.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "config.json"
+    if resume:
+        if not config_path.exists():
+            raise UserError(f"nothing to resume in {out}: no config.json")
+        config = SearchConfig(**(json.loads(config_path.read_text()) | {"actions": tuple(
+            json.loads(config_path.read_text())["actions"])}))
+    elif (out / checkpoint.NAME).exists():
+        raise UserError(f"{out} holds a search already; use --resume to continue it or choose another --out")
+    else:
+        config_path.write_text(json.dumps(config.to_json(), indent=1))
+    ctx = prepare(config, out)
+    if config.algo == "sac":
+        from .sac_loop import train
+
+        result = train(ctx, resume)
+    elif config.algo == "greedy":
+        from .greedy import greedy_search
+
+        result = greedy_search(ctx)
+    elif config.algo == "uniform":
+        result = uniform_search(ctx)
+    else:
+        raise UserError(f"unknown --algo {config.algo!r}; use sac, greedy or uniform")
+    return finish(ctx, result)
+
+
+def uniform_search(ctx: Context) -> dict:
+    """Every uniform allocation of the action set; the best one within the budget is the answer."""
+    rows = []
+    for bits in ctx.config.actions:
+        alloc, outcome = ctx.outcome([bits] * len(ctx.layers))
+        rows.append({"bits": bits, "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
+                     "feasible": ctx.feasible(outcome)})
+        _log(f"uniform {bits}: PPL {outcome.ppl:.3f}, KLD {outcome.kld:.4f}, {outcome.bpw:.3f} bpw")
+    feasible = [r for r in rows if r["feasible"]]
+    best = min(feasible, key=lambda r: r["ppl"]) if feasible else min(rows, key=lambda r: r["bpw"])
+    return {"allocations": {"best": [best["bits"]] * len(ctx.layers)}, "chosen": "best", "uniform": rows}
+
+
+def finish(ctx: Context, result: dict) -> dict:
+    """Write the allocation files, plots and summary; every method lands in the same outputs."""
+    from . import plots
+    from .repair import repair
+
+    chosen = result["chosen"]
+    if not ctx.feasible(ctx.outcome(result["allocations"][chosen])[1]):
+        bits, lowered = repair(result["allocations"][chosen], ctx.layers, ctx.config.actions, ctx.budget)
+        label = f"{chosen}-repaired"
+        result["allocations"][label], result["chosen"] = bits, label
+        _log(f"no allocation within the budget was found; the {chosen} one was repaired by lowering {lowered} layers")
+
+    summary = {"method": ctx.config.algo, "model": str(ctx.source.path), "budget": asdict(ctx.budget),
+               "calibration": str(ctx.calibration.path),
+               "base": {"ppl": ctx.base.ppl}, "seed": ctx.config.seed, "version": __version__,
+               "python": platform.python_version(), "allocations": {}}
+    for label, bits in result["allocations"].items():
+        alloc, outcome = ctx.outcome(bits)
+        alloc.meta = {"method": ctx.config.algo, "label": label, "seed": ctx.config.seed,
+                      "budget": asdict(ctx.budget), "predicted": {"ppl": outcome.ppl, "kld": outcome.kld},
+                      "base_ppl": ctx.base.ppl, "model": str(ctx.source.path),
+                      "calibration": str(ctx.calibration.path), "imatrix": ctx.config.imatrix,
+                      "scale_fold": ctx.config.scale_fold}
+        name = "allocation.json" if label == result["chosen"] else f"allocation-{label}.json"
+        alloc_mod.save(alloc, ctx.out / name)
+        if label == result["chosen"]:
+            alloc_mod.save(alloc, ctx.out / f"allocation-{label}.json")
+        summary["allocations"][label] = {"file": name, "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
+                                         "real_bpw": alloc.bpw, "bytes": alloc.bytes,
+                                         "feasible": ctx.feasible(outcome)}
+        plots.bits_per_layer(ctx.layers, bits, ctx.out / f"bits-{label}.png",
+                             f"{ctx.config.algo} {label}: PPL {outcome.ppl:.3f} at {outcome.bpw:.3f} bpw")
+    summary["chosen"] = result["chosen"]
+    summary |= {k: v for k, v in result.items() if k not in ("allocations", "chosen")}
+    summary["uniform_baselines"] = {}
+    for bits in ctx.config.actions:
+        _, outcome = ctx.outcome([bits] * len(ctx.layers))
+        summary["uniform_baselines"][str(bits)] = {"ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw}
+    log_path = ctx.out / "log.jsonl"
+    records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    if records:
+        plots.learning_curves(records, ctx.out / "learning.png", ctx.budget.target, ctx.budget.ceiling)
+    points = {f"uniform {b}": (v["bpw"], v["ppl"]) for b, v in summary["uniform_baselines"].items()}
+    points |= {f"{ctx.config.algo} {label}": (v["bpw"], v["ppl"]) for label, v in summary["allocations"].items()}
+    plots.size_ppl_plane(records, points, ctx.out / "size-ppl.png")
+    (ctx.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def policy_card(ctx: Context, agent: SAC, episodes: int) -> dict:
+    import torch
+    import transformers
+
+    cal = ctx.calibration
+    return {"action_bits": list(ctx.config.actions), "architecture": cal.manifest["model"]["architecture"],
+            "training_model": str(ctx.source.path), "training_model_sha256": cal.manifest["model"]["sha256"],
+            "standardisation": cal.manifest["standardisation"], "budget": asdict(ctx.budget), "episodes": episodes,
+            "seed": ctx.config.seed, "sac": asdict(agent.config),
+            "versions": {"ramp": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
+            "obs_dim": agent.obs_dim}
+
+
+def write_policy(ctx: Context, agent: SAC, episodes: int) -> Path:
+    return save_policy(ctx.out, "policy", agent.policy_state_dict(), policy_card(ctx, agent, episodes))
+
+
+def new_agent(ctx: Context) -> tuple[SAC, ReplayBuffer]:
+    sac_config = SACConfig(warmup_episodes=ctx.config.warmup_episodes,
+                           updates_per_episode=ctx.config.updates_per_episode)
+    agent = SAC(11, sac_config, seed=ctx.config.seed)
+    return agent, ReplayBuffer(sac_config.buffer_capacity, 11, seed=ctx.config.seed + 2)
+
+
+def new_env(ctx: Context) -> AllocationEnv:
+    cal = ctx.calibration
+    return AllocationEnv(cal.embedding, cal.tensors["embedding_mean"], cal.tensors["embedding_std"],
+                         ctx.config.actions, lambda bits: ctx.outcome(bits)[1], ctx.base.ppl, ctx.budget)
+
+
+def rollout(env: AllocationEnv, act) -> tuple[list[int], float, dict]:
+    """One episode with `act(obs) -> action`; returns (bits, reward, info) and the transitions in info."""
+    obs, transitions = env.reset(), []
+    while True:
+        action = act(obs)
+        next_obs, reward, done, info = env.step(action)
+        transitions.append((obs, action, reward, next_obs, done))
+        obs = next_obs
+        if done:
+            info["transitions"] = transitions
+            return info["bits"], reward, info

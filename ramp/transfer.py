@@ -1,0 +1,84 @@
+"""`ramp transfer`: apply a trained policy zero-shot to another model.
+
+The target is calibrated (or its artifact reused), its embedding standardised with its *own*
+statistics (eq. 13), and the policy rolled out deterministically (mean action).  If the result
+exceeds the budget it is repaired (and the output says so).  The allocation is then scored by the
+evaluator and, when asked, exported through HALO.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from calibration import artifact
+from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.errors import UserError
+from calibration.models import load_model, resolve
+from halo import allocation as alloc_mod
+
+from .budget import allocation_bpw, make_budget
+from .env import AllocationEnv, Budget, Outcome
+from .evaluator import make_evaluator
+from .policy_io import load_policy_card
+from .repair import repair
+from .sac import load_policy
+
+
+def policy_bits(actor, calibration, action_bits) -> list[int]:
+    """The deterministic rollout of `actor` over the layers of `calibration` (no evaluation needed)."""
+    placeholder = Outcome(ppl=1.0, kld=0.0, bpw=0.0, real_bpw=0.0, nominal_bpw=0.0)
+    env = AllocationEnv(calibration.embedding, calibration.tensors["embedding_mean"],
+                        calibration.tensors["embedding_std"], action_bits, lambda bits: placeholder, 1.0,
+                        Budget(target=float("inf"), ceiling=float("inf")))
+    obs = env.reset()
+    if actor.obs_dim != len(obs):
+        raise UserError(f"the policy reads {actor.obs_dim} features; this RAMP's embedding has {len(obs)}")
+    done = False
+    while not done:
+        obs, _, done, info = env.step(float(actor.deterministic(obs)[0]))
+    return info["bits"]
+
+
+def transfer(policy: str, target: str, out: Path, budget: float | None = None, ceiling: float | None = None,
+             nominal_bits: bool = False, calibration: str | None = None, evaluate: bool = True,
+             eval_samples: int = 8, eval_seq_len: int = 256, imatrix: bool = True, scale_fold: bool = False,
+             seed: int = 0) -> dict:
+    tensors, card = load_policy_card(policy)
+    actions = tuple(card["action_bits"])
+    actor = load_policy(tensors)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = resolve(target)
+    cal_dir = Path(calibration) if calibration else out / "calibration"
+    cal = artifact.read(cal_dir) if calibration else calibrate(CalibrationConfig(model=target, seed=seed), cal_dir)
+    layers = cal.layers
+    the_budget = make_budget(layers, actions, budget, ceiling, nominal_bits)
+    bits = policy_bits(actor, cal, actions)
+    raw_bpw = allocation_bpw(alloc_mod.resolve(layers, bits), nominal_bits)
+    repaired = 0
+    if raw_bpw > the_budget.target + 1e-9:
+        bits, repaired = repair(bits, layers, actions, the_budget)
+        print(f"the policy's allocation ({raw_bpw:.3f} bpw) exceeds the budget {the_budget.target:.3f}: "
+              f"repaired by lowering {repaired} layers", file=sys.stderr)
+    alloc = alloc_mod.resolve(layers, bits, {"method": "transfer", "policy": str(policy),
+                                             "policy_training_model": card.get("training_model"),
+                                             "budget": {"target": the_budget.target, "ceiling": the_budget.ceiling,
+                                                        "nominal": nominal_bits},
+                                             "repaired_layers": repaired, "model": str(source.path)})
+    summary = {"policy": str(policy), "target": str(source.path), "bpw": allocation_bpw(alloc, nominal_bits),
+               "policy_bpw": raw_bpw, "repaired_layers": repaired, "bits_histogram": {
+                   str(b): int(np.sum(np.asarray(bits) == b)) for b in actions}}
+    if evaluate:
+        model = load_model(source)
+        evaluator = make_evaluator(model, source, cal, [str(b) for b in actions], eval_samples, eval_seq_len, seed,
+                                   imatrix, scale_fold)
+        base = evaluator.evaluate([None] * len(layers))
+        result = evaluator.evaluate_allocation(alloc)
+        alloc.meta["predicted"] = {"ppl": result.ppl, "kld": result.kld}
+        alloc.meta["base_ppl"] = base.ppl
+        summary |= {"ppl": result.ppl, "kld": result.kld, "base_ppl": base.ppl}
+    alloc_mod.save(alloc, out / "allocation.json")
+    (out / "transfer.json").write_text(json.dumps(summary, indent=1))
+    return summary

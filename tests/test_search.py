@@ -1,0 +1,151 @@
+"""`ramp search` end to end on a tiny model: outputs, determinism, kill -9 and resume, greedy, transfer."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.errors import UserError, run_cli
+from calibration.layers import Layer
+from ramp.budget import make_budget
+from ramp.cli import main as ramp_main
+from ramp.env import Budget
+from ramp.greedy import allocate, solve_knapsack
+from ramp.search import SearchConfig, run
+
+FAST = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_cal(tiny_llama_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search-cal") / "cal"
+    return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64), out)
+
+
+def _config(model, cal, **kw):
+    return SearchConfig(model=str(model), calibration=str(cal.path), **(FAST | kw))
+
+
+def _log(out):
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+def test_sac_search_end_to_end_and_deterministic(tiny_llama_dir, tiny_cal, tmp_path, capsys):
+    argv = ["search", "--model", str(tiny_llama_dir), "--calibration", str(tiny_cal.path), "--episodes", "6",
+            "--warmup-episodes", "2", "--updates-per-episode", "4", "--eval-samples", "2", "--eval-seq-len", "64",
+            "--out", str(tmp_path / "a"), "--export", str(tmp_path / "a.gguf")]
+    assert run_cli(ramp_main, argv) == 0
+    out = tmp_path / "a"
+    for name in ("allocation.json", "policy.safetensors", "policy.json", "log.jsonl", "learning.png",
+                 "size-ppl.png", "summary.json", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    records = _log(out)
+    assert [r["episode"] for r in records] == list(range(6))
+    assert all(r["warmup"] for r in records[:2]) and not any(r["warmup"] for r in records[2:])
+    for key in ("reward", "ppl", "kld", "bpw", "alpha", "seconds"):
+        assert all(np.isfinite(r[key]) for r in records), key
+    assert "critic_loss" in records[-1] and "actor_loss" in records[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    chosen = summary["allocations"][summary["chosen"]]
+    assert chosen["feasible"] and chosen["bpw"] <= 4.5 + 1e-9
+    assert {"deterministic"} <= set(summary["allocations"])
+    alloc = json.loads((out / "allocation.json").read_text())
+    assert len(alloc["layers"]) == 14 and alloc["summary"]["bpw"] == pytest.approx(chosen["real_bpw"], abs=1e-4)
+    assert (tmp_path / "a.gguf").stat().st_size > 0  # export ran it in llama.cpp before returning
+    # same seed, same everything
+    run(_config(tiny_llama_dir, tiny_cal), tmp_path / "b")
+    again = _log(tmp_path / "b")
+    assert [(r["ppl"], r["bits"], r["reward"]) for r in again] == [(r["ppl"], r["bits"], r["reward"]) for r in records]
+
+
+def test_kill_and_resume_reaches_the_same_result(tiny_llama_dir, tiny_cal, tmp_path):
+    config = _config(tiny_llama_dir, tiny_cal, episodes=8)
+    run(config, tmp_path / "straight")
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ramp", "search", "--model", str(tiny_llama_dir), "--calibration",
+           str(tiny_cal.path), "--episodes", "8", "--warmup-episodes", "2", "--updates-per-episode", "4",
+           "--eval-samples", "2", "--eval-seq-len", "64", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(_log(out)) < 8
+    with pytest.raises(UserError, match="--resume"):
+        run(config, out)
+    run(config, out, resume=True)
+    straight, resumed = _log(tmp_path / "straight"), _log(out)
+    assert [(r["ppl"], r["bits"], r["reward"]) for r in resumed] == [(r["ppl"], r["bits"], r["reward"]) for r in straight]
+    assert (json.loads((out / "allocation.json").read_text())["layers"]
+            == json.loads((tmp_path / "straight" / "allocation.json").read_text())["layers"])
+
+
+def _layers(params):
+    return [Layer(index=i, name=f"l{i}", gguf_name=f"blk.{i}.ffn_down.weight", block=i, role="down",
+                  in_features=256, out_features=p) for i, p in enumerate(params)]
+
+
+def test_greedy_knapsack_finds_the_known_optimum():
+    rng = np.random.default_rng(0)
+    layers = _layers([256, 512, 256, 768, 512, 256])
+    actions = [3, 4, 5, 6]
+    sens = {layer.gguf_name: {str(b): float(s * 4.0 ** -(b - 3)) for b in actions}
+            for layer, s in zip(layers, rng.uniform(0.1, 2.0, len(layers)))}
+    budget = Budget(target=4.6, ceiling=4.85)
+    got = allocate(layers, actions, sens, budget)
+    from halo import allocation as alloc_mod
+
+    best = None
+    for combo in itertools.product(actions, repeat=len(layers)):
+        if alloc_mod.resolve(layers, combo).bpw <= budget.target + 1e-9:
+            cost = sum(sens[layer.gguf_name][str(b)] for layer, b in zip(layers, combo))
+            best = min(best or (cost, combo), (cost, combo))
+    got_cost = sum(sens[layer.gguf_name][str(b)] for layer, b in zip(layers, got))
+    assert alloc_mod.resolve(layers, got).bpw <= budget.target + 1e-9
+    assert got_cost == pytest.approx(best[0])
+
+
+def test_knapsack_respects_capacity_exactly():
+    costs = np.array([[3.0, 1.0], [3.0, 1.0]])
+    weights = np.array([[1.0, 2.0], [1.0, 2.0]])
+    assert solve_knapsack(costs, weights, 3.0) in ([0, 1], [1, 0])
+    assert solve_knapsack(costs, weights, 4.0) == [1, 1]
+    with pytest.raises(UserError):
+        solve_knapsack(costs, weights, 1.0)
+
+
+def test_budget_below_reachable_is_refused():
+    layers = _layers([256, 256])
+    with pytest.raises(UserError, match=r"smallest reachable allocation 3\.4375"):
+        make_budget(layers, (3, 4, 5, 6), target=3.0)
+
+
+def test_greedy_cli_and_transfer_mismatch(tiny_llama_dir, tiny_cal, tmp_path, capsys):
+    run(_config(tiny_llama_dir, tiny_cal, algo="greedy"), tmp_path / "g")
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["method"] == "greedy" and summary["allocations"]["best"]["feasible"]
+    assert (tmp_path / "g" / "sensitivity.json").is_file()
+    # a policy trained with other actions / features fails with one clear line
+    run(_config(tiny_llama_dir, tiny_cal, episodes=3), tmp_path / "p")
+    card = json.loads((tmp_path / "p" / "policy.json").read_text())
+    card["features"] = card["features"][:10]
+    (tmp_path / "p" / "policy.json").write_text(json.dumps(card))
+    argv = ["transfer", "--policy", str(tmp_path / "p" / "policy.safetensors"), "--target", str(tiny_llama_dir),
+            "--calibration", str(tiny_cal.path), "--out", str(tmp_path / "t")]
+    assert run_cli(ramp_main, argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: policy policy.safetensors was trained")
+    assert run_cli(ramp_main, ["transfer", "--policy", "no-such-policy", "--target", "default",
+                               "--out", str(tmp_path / "t2")]) == 2
+    assert "not found" in capsys.readouterr().err
