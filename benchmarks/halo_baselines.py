@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="2 chunks, 2 presets, 2 uniform types (smoke run)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "halo_baselines")
+    parser.add_argument("--calibration", type=Path, default=ROOT / "runs" / "default" / "calibration",
+                        help="calibration artifact of the model (computed there if missing; reused if identical)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     presets, uniform, chunks = (PRESETS, UNIFORM, args.max_chunks) if not args.quick else (["Q4_K_M", "Q8_0"],
@@ -47,7 +49,8 @@ def main() -> None:
 
     source = resolve(args.model)
     cal = calibrate(CalibrationConfig(model=args.model, samples=16 if args.quick else 128,
-                                      seq_len=128 if args.quick else 512), args.work / "calibration")
+                                      seq_len=128 if args.quick else 512),
+                    args.work / "calibration" if args.quick else args.calibration)
     model = load_model(source)
     base_gguf = source.path if source.kind == "gguf" else write_base_gguf(model, source, args.work / "base-f32.gguf")
     f32 = args.work / "base-f32.gguf"
