@@ -188,6 +188,15 @@ def finish(ctx: Context, result: dict) -> dict:
         label = f"{chosen}-repaired"
         result["allocations"][label], result["chosen"] = bits, label
         _log(f"no allocation within the budget was found; the {chosen} one was repaired by lowering {lowered} layers")
+        # never hand out something worse than a uniform allocation that fits the same budget
+        best_ppl = ctx.outcome(bits)[1].ppl
+        for b in ctx.config.actions:
+            outcome = ctx.outcome([b] * len(ctx.layers))[1]
+            if ctx.feasible(outcome) and outcome.ppl < best_ppl:
+                best_ppl, result["chosen"] = outcome.ppl, f"uniform-{b}"
+                result["allocations"][f"uniform-{b}"] = [b] * len(ctx.layers)
+        if result["chosen"] != label:
+            _log(f"uniform {result['chosen'][8:]} bits beats the repaired allocation within the budget; it is chosen")
 
     summary = {"method": ctx.config.algo, "model": str(ctx.source.path), "budget": asdict(ctx.budget),
                "calibration": str(ctx.calibration.path),
