@@ -33,13 +33,17 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="2 chunks, 2 presets, 2 uniform types (smoke run)")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="llama.cpp presets to measure (comma list)")
+    parser.add_argument("--uniform", default=",".join(UNIFORM), help="HALO uniform types to measure (comma list)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "halo_baselines")
     parser.add_argument("--calibration", type=Path, default=ROOT / "runs" / "default" / "calibration",
                         help="calibration artifact of the model (computed there if missing; reused if identical)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    presets, uniform, chunks = (PRESETS, UNIFORM, args.max_chunks) if not args.quick else (["Q4_K_M", "Q8_0"],
-                                                                                            ["Q4_K", "Q8_0"], 2)
+    presets, uniform = [p for p in args.presets.split(",") if p], [u for u in args.uniform.split(",") if u]
+    chunks = args.max_chunks
+    if args.quick:
+        presets, uniform, chunks = ["Q4_K_M", "Q8_0"], ["Q4_K", "Q8_0"], 2
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "halo_baselines" + ("_quick" if args.quick else "")
