@@ -24,7 +24,7 @@ from . import __version__, allocation as alloc_mod, ggml, qtypes
 from .fold import fold_model
 from .gguf_meta import source_metadata
 from .imatrix import layer_imatrix
-from .layout import gguf_tensors, to_gguf_layout
+from .layout import gguf_tensors, rows_to_gguf_order
 from .specials import special_types
 from .writer import write_gguf
 
@@ -65,12 +65,6 @@ class ExportReport:
         return {"path": str(self.path), "file_bytes": self.file_bytes, "file_mb": round(self.file_bytes / 1e6, 2),
                 "file_bpw": round(self.file_bpw, 4), "layers_bpw": round(self.layers_bpw, 4),
                 "layer_bytes": self.layer_bytes, "seconds": round(self.seconds, 2), "notes": self.notes}
-
-
-def _gguf_row_order(gguf_name: str, rows: int, arch: str, config) -> np.ndarray:
-    """Where each row of a transformers-layout matrix goes in llama.cpp's layout."""
-    index = np.arange(rows, dtype=np.float32)[:, None]  # exact: row counts are far below 2**24
-    return to_gguf_layout(gguf_name, index, arch, config)[:, 0].astype(np.int64)
 
 
 def quantize_layer(weight: np.ndarray, qtype: QType, imatrix: np.ndarray | None) -> np.ndarray:
@@ -140,7 +134,7 @@ def export(model_spec: str, allocation, out: Path, calibration_dir: Path | None 
             weight = modules[layer.name].weight.detach().to("cpu").float().numpy()
             imatrix = layer_imatrix(calibration, layer, scales) if (options.imatrix and calibration) else None
             data = quantize_layer(weight, qtype, imatrix)
-            data = data[_gguf_row_order(name, data.shape[0], source.gguf_arch, model.config)]
+            data = rows_to_gguf_order(name, data, source.gguf_arch, model.config)
         elif name in specials:
             qtype = specials[name]
             data = quantize_layer(array, qtype, None)

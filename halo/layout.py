@@ -65,6 +65,12 @@ def _permute_rows(array: np.ndarray, heads: int, inverse: bool) -> np.ndarray:
     return array.reshape(*grouped, *array.shape[1:]).swapaxes(1, 2).reshape(array.shape)
 
 
+def rows_to_gguf_order(gguf_name: str, rows: np.ndarray, arch: str, config) -> np.ndarray:
+    """Rows of any dtype (e.g. quantized bytes, one row per output feature) in llama.cpp's order."""
+    heads = _qk_heads(gguf_name, arch, config)
+    return rows if heads is None else np.ascontiguousarray(_permute_rows(rows, heads, inverse=False))
+
+
 def to_gguf_layout(gguf_name: str, array: np.ndarray, arch: str, config) -> np.ndarray:
     """One tensor from transformers' layout (rows = out features) to llama.cpp's, as float32."""
     array = np.asarray(array, dtype=np.float32)
