@@ -74,12 +74,18 @@ class Context:
     evaluator: object
     budget: object
     base: object
+    scored: dict = field(default_factory=dict)
 
     def outcome(self, bits: list) -> tuple[alloc_mod.Allocation, Outcome]:
-        alloc = alloc_mod.resolve(self.layers, bits)
-        result = self.evaluator.evaluate_allocation(alloc)
-        return alloc, Outcome(ppl=result.ppl, kld=result.kld, bpw=allocation_bpw(alloc, self.budget.nominal),
-                              real_bpw=alloc.bpw, nominal_bpw=alloc.nominal_bpw)
+        """The allocation and its evaluation; an allocation seen before (finish() revisits the chosen and
+        the uniform ones) is not evaluated again, since the evaluator is deterministic."""
+        key = tuple(int(b) for b in bits)
+        alloc = alloc_mod.resolve(self.layers, key)
+        if key not in self.scored:
+            result = self.evaluator.evaluate_allocation(alloc)
+            self.scored[key] = Outcome(ppl=result.ppl, kld=result.kld, bpw=allocation_bpw(alloc, self.budget.nominal),
+                                       real_bpw=alloc.bpw, nominal_bpw=alloc.nominal_bpw)
+        return alloc, self.scored[key]
 
     def feasible(self, outcome: Outcome) -> bool:
         return outcome.bpw <= self.budget.target + 1e-9
@@ -142,8 +148,8 @@ def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
     if resume:
         if not config_path.exists():
             raise UserError(f"nothing to resume in {out}: no config.json")
-        config = SearchConfig(**(json.loads(config_path.read_text()) | {"actions": tuple(
-            json.loads(config_path.read_text())["actions"])}))
+        saved = json.loads(config_path.read_text())
+        config = SearchConfig(**(saved | {"actions": tuple(saved["actions"])}))
     elif (out / checkpoint.NAME).exists():
         raise UserError(f"{out} holds a search already; use --resume to continue it or choose another --out")
     else:
