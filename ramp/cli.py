@@ -1,12 +1,13 @@
-"""The `ramp` command: calibrate (and, as they land, search, transfer, evaluate)."""
+"""The `ramp` command: calibrate, search, transfer, evaluate."""
 
 import argparse
 import sys
 from pathlib import Path
 
-from calibration.errors import run_cli
 from calibration.cli_parser import OneLineParser, positive_int
+from calibration.errors import run_cli
 
+from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN, UPDATES_PER_EPISODE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--actions", default="3,4,5,6", help="bit widths to choose from (8 -> Q8_0)")
     srch.add_argument("--episodes", type=positive_int, default=200)
     srch.add_argument("--warmup-episodes", type=int, default=20)
-    srch.add_argument("--updates-per-episode", type=positive_int, default=None, help="default: one per layer")
+    srch.add_argument("--updates-per-episode", type=positive_int, default=UPDATES_PER_EPISODE,
+                      help=f"SAC gradient steps after each episode (default {UPDATES_PER_EPISODE})")
     srch.add_argument("--credit", default="episode", choices=["episode", "terminal"],
                       help="episode: every layer's transition carries the episode reward (default, learns); "
                            "terminal: reward on the last layer only, bootstrapped (the paper's eq. 18)")
-    srch.add_argument("--eval-samples", type=positive_int, default=8, help="held-out validation windows per episode")
-    srch.add_argument("--eval-seq-len", type=positive_int, default=256)
+    srch.add_argument("--eval-samples", type=positive_int, default=EVAL_SAMPLES,
+                      help=f"held-out validation windows per episode (default {EVAL_SAMPLES})")
+    srch.add_argument("--eval-seq-len", type=positive_int, default=EVAL_SEQ_LEN)
     srch.add_argument("--calibration", default=None, help="calibration artifact (default: calibrate into OUT)")
     srch.add_argument("--calib-samples", type=positive_int, default=128)
     srch.add_argument("--calib-seq-len", type=positive_int, default=512)
@@ -65,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--nominal-bits", action="store_true")
     tr.add_argument("--calibration", default=None, help="the target's calibration artifact (default: calibrate)")
     tr.add_argument("--no-eval", action="store_true", help="skip scoring the allocation")
-    tr.add_argument("--eval-samples", type=positive_int, default=8)
-    tr.add_argument("--eval-seq-len", type=positive_int, default=256)
+    tr.add_argument("--eval-samples", type=positive_int, default=EVAL_SAMPLES)
+    tr.add_argument("--eval-seq-len", type=positive_int, default=EVAL_SEQ_LEN)
     tr.add_argument("--no-imatrix", action="store_true")
     tr.add_argument("--scale-fold", action="store_true")
     tr.add_argument("--seed", type=int, default=0)
@@ -76,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("what", type=Path, help="allocation.json or a .gguf file")
     ev.add_argument("--model", default="default", help="the model an allocation is for")
     ev.add_argument("--calibration", default=None, help="its calibration artifact (imatrix, folding)")
-    ev.add_argument("--eval-samples", type=positive_int, default=8)
-    ev.add_argument("--eval-seq-len", type=positive_int, default=256)
+    ev.add_argument("--eval-samples", type=positive_int, default=EVAL_SAMPLES)
+    ev.add_argument("--eval-seq-len", type=positive_int, default=EVAL_SEQ_LEN)
     ev.add_argument("--no-imatrix", action="store_true")
     ev.add_argument("--scale-fold", action="store_true")
     ev.add_argument("--base", type=Path, default=None, help="base GGUF for KLD when scoring a .gguf in llama.cpp")

@@ -7,8 +7,8 @@ Reward: 0 until the last layer, then eq. 21 from the allocation's perplexity and
 weight — real bytes after llama.cpp's fallbacks unless the budget counts nominal bits.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

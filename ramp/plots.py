@@ -5,7 +5,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 ROLE_COLOURS = {"q": "#1f77b4", "k": "#aec7e8", "v": "#ff7f0e", "o": "#ffbb78", "gate": "#2ca02c",
                 "up": "#98df8a", "down": "#d62728", "other": "#7f7f7f"}

@@ -55,13 +55,14 @@ def train(ctx: Context, resume: bool) -> dict:
     updates = config.updates_per_episode or len(ctx.layers)
     bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search", unit="ep")
     for episode in bar:
-        started = time.perf_counter()
+        started, eval_before = time.perf_counter(), ctx.eval_seconds
         warm = episode < config.warmup_episodes
         bits, reward, info = rollout(env, (lambda obs: agent.random_action()) if warm else agent.act)
         store_episode(buffer, info["transitions"], config.credit)
-        losses = []
+        losses, update_start = [], time.perf_counter()
         if not warm:  # sampling is with replacement, so even a short warm-up suffices
             losses = _updates(agent, buffer, updates)
+        update_seconds = time.perf_counter() - update_start
         outcome = info["outcome"]
         feasible = ctx.feasible(outcome)
         if feasible and (best is None or outcome.ppl < best["ppl"]):
@@ -70,7 +71,8 @@ def train(ctx: Context, resume: bool) -> dict:
                   "r_budget": info["r_budget"], "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
                   "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,
                   "warmup": warm, "alpha": agent.alpha, **_mean_losses(losses),
-                  "seconds": time.perf_counter() - started, "bits": bits}
+                  "seconds": time.perf_counter() - started, "eval_seconds": ctx.eval_seconds - eval_before,
+                  "update_seconds": update_seconds, "bits": bits}
         with open(log_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         checkpoint.save(ctx.out, {"agent": agent.state_dict(), "buffer": buffer.state_dict(),

@@ -7,11 +7,12 @@ from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.models import load_model, resolve
 from halo import allocation as alloc_mod
 
+from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN
 from .evaluator import make_evaluator
 
 
-def score_allocation(path: Path, model_spec: str, calibration: str | None, eval_samples: int = 8,
-                     eval_seq_len: int = 256, imatrix: bool = True, scale_fold: bool = False, seed: int = 0) -> dict:
+def score_allocation(path: Path, model_spec: str, calibration: str | None, eval_samples: int = EVAL_SAMPLES,
+                     eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True, scale_fold: bool = False, seed: int = 0) -> dict:
     source = resolve(model_spec)
     model = load_model(source)
     cal = artifact.read(calibration) if calibration else None

@@ -21,6 +21,7 @@ from halo import allocation as alloc_mod
 
 from . import __version__, checkpoint
 from .budget import allocation_bpw, make_budget
+from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN, UPDATES_PER_EPISODE
 from .env import AllocationEnv, Outcome
 from .evaluator import make_evaluator
 from .policy_io import save_policy
@@ -41,10 +42,10 @@ class SearchConfig:
     target_size: int | None = None        # bytes of the whole file instead of --budget
     episodes: int = 200
     warmup_episodes: int = 20
-    updates_per_episode: int | None = None
+    updates_per_episode: int | None = UPDATES_PER_EPISODE  # None: one per layer (CleanRL's ratio)
     credit: str = "episode"               # episode: every layer gets the final reward; terminal: the paper's
-    eval_samples: int = 8
-    eval_seq_len: int = 256
+    eval_samples: int = EVAL_SAMPLES
+    eval_seq_len: int = EVAL_SEQ_LEN
     calibration: str | None = None        # artifact directory; default: OUT/calibration
     calib_samples: int = 128
     calib_seq_len: int = 512
@@ -75,6 +76,7 @@ class Context:
     budget: object
     base: object
     scored: dict = field(default_factory=dict)
+    eval_seconds: float = 0.0             # time spent in the evaluator so far (forward passes + scoring)
 
     def outcome(self, bits: list) -> tuple[alloc_mod.Allocation, Outcome]:
         """The allocation and its evaluation; an allocation seen before (finish() revisits the chosen and
@@ -83,6 +85,7 @@ class Context:
         alloc = alloc_mod.resolve(self.layers, key)
         if key not in self.scored:
             result = self.evaluator.evaluate_allocation(alloc)
+            self.eval_seconds += result.seconds
             self.scored[key] = Outcome(ppl=result.ppl, kld=result.kld, bpw=allocation_bpw(alloc, self.budget.nominal),
                                        real_bpw=alloc.bpw, nominal_bpw=alloc.nominal_bpw)
         return alloc, self.scored[key]

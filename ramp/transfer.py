@@ -19,6 +19,7 @@ from calibration.models import load_model, resolve
 from halo import allocation as alloc_mod
 
 from .budget import allocation_bpw, make_budget
+from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN
 from .env import AllocationEnv, Budget, Outcome
 from .evaluator import make_evaluator
 from .policy_io import load_policy_card
@@ -43,7 +44,7 @@ def policy_bits(actor, calibration, action_bits) -> list[int]:
 
 def transfer(policy: str, target: str, out: Path, budget: float | None = None, ceiling: float | None = None,
              nominal_bits: bool = False, calibration: str | None = None, evaluate: bool = True,
-             eval_samples: int = 8, eval_seq_len: int = 256, imatrix: bool = True, scale_fold: bool = False,
+             eval_samples: int = EVAL_SAMPLES, eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True, scale_fold: bool = False,
              seed: int = 0) -> dict:
     tensors, card = load_policy_card(policy)
     actions = tuple(card["action_bits"])

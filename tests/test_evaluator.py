@@ -62,7 +62,7 @@ def test_base_is_the_plain_model(ev, tiny_llama_dir):
     assert ev.windows.shape == (N, T) and ev.positions == N * (T - 1)
     assert result.ppl == pytest.approx(ppl, rel=1e-6) and ev.base.ppl == pytest.approx(ppl, rel=1e-6)
     assert abs(result.kld) < 1e-9 and ev.base.kld == 0.0
-    assert ev.base_logprob_bytes == 4 * N * (T - 1) * plain.config.vocab_size
+    assert ev.base_logit_bytes == 4 * N * (T - 1) * plain.config.vocab_size
 
 
 def test_allocation_equals_hand_quantized_model(ev, tiny_llama_dir, cal):
@@ -73,6 +73,30 @@ def test_allocation_equals_hand_quantized_model(ev, tiny_llama_dir, cal):
     result = ev.evaluate(MIXED)
     assert result.ppl == pytest.approx(ppl, rel=1e-6)
     assert result.kld == pytest.approx(kld, rel=1e-4) and kld > 1e-5
+
+
+def test_small_kld_survives_the_cancellation(ev, tiny_llama_dir, cal):
+    """KL is formed as sum p log p - p . z + lse: at Q8_0 (the smallest KLD) it must still match float64."""
+    source = resolve(str(tiny_llama_dir))
+    q8 = [QT.Q8_0] * len(ev.layers)
+    base_lp, _ = _reference(load_model(source), ev.windows)
+    quant_lp, _ = _reference(load_model(source), ev.windows, q8, cal, ev.layers)
+    kld = float((base_lp.exp() * (base_lp - quant_lp)).sum(-1).mean())
+    assert 0 < kld < 1e-3
+    assert ev.evaluate(q8).kld == pytest.approx(kld, rel=1e-3)
+
+
+def test_score_of_hand_made_logits_matches_float64():
+    """The small-difference scoring against log-softmax in float64, including a logit jump beyond exp's range."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(5, 300, generator=gen) * 4
+    targets = torch.randint(0, 300, (5,), generator=gen)
+    for quant in (base + 0.01 * torch.randn(5, 300, generator=gen), base.clone().index_fill_(1, targets, 200.0)):
+        lse = torch.logsumexp(base.double(), -1)
+        nll, kld = Evaluator._score(quant, base, lse, targets)
+        log_q, log_p = torch.log_softmax(quant.double(), -1), torch.log_softmax(base.double(), -1)
+        assert nll == pytest.approx(float(-log_q.gather(-1, targets[:, None]).sum()), rel=1e-6)
+        assert kld == pytest.approx(float((log_p.exp() * (log_p - log_q)).sum()), rel=1e-4)
 
 
 def test_evaluate_restores_base_weights(ev):

@@ -50,7 +50,7 @@ def test_sac_search_end_to_end_and_deterministic(tiny_llama_dir, tiny_cal, tmp_p
     records = _log(out)
     assert [r["episode"] for r in records] == list(range(6))
     assert all(r["warmup"] for r in records[:2]) and not any(r["warmup"] for r in records[2:])
-    for key in ("reward", "ppl", "kld", "bpw", "alpha", "seconds"):
+    for key in ("reward", "ppl", "kld", "bpw", "alpha", "seconds", "eval_seconds", "update_seconds"):
         assert all(np.isfinite(r[key]) for r in records), key
     assert "critic_loss" in records[-1] and "actor_loss" in records[-1]
     summary = json.loads((out / "summary.json").read_text())
