@@ -17,12 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from calibration.calibrate import CalibrationConfig, calibrate  # noqa: E402
-from calibration.models import load_model, resolve  # noqa: E402
-from halo.bench.run import bench  # noqa: E402
-from halo.export import export  # noqa: E402
-from halo.llama_quantize import quantize_file  # noqa: E402
-from halo.writer import write_base_gguf  # noqa: E402
+from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.models import load_model, resolve
+from halo.bench.run import bench
+from halo.export import export
+from halo.llama_quantize import quantize_file
+from halo.writer import write_base_gguf
 
 PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
 UNIFORM = ["Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"]

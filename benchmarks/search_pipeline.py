@@ -17,14 +17,16 @@ Results: benchmarks/results/search_pipeline.{json,md} (`_quick` suffix for --qui
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
+from common import (  # the script's own folder is on sys.path
+    BIN,
+    ROOT,
+    Steps,
+    base_gguf,
+    write_atomic,
+)
 
 
 def main() -> None:
@@ -43,37 +45,25 @@ def main() -> None:
         "--episodes", str(args.episodes)]
     chunks = 2 if args.quick else args.max_chunks
     work = args.work.with_name(args.work.name + "_quick") if args.quick else args.work
-    work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "search_pipeline" + ("_quick" if args.quick else "")
-    state_path = work / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {"seconds": {}}
-
-    def step(key, argv, output: Path):
-        """Run a CLI step once (timed); a finished step (its output exists) is skipped on re-runs."""
-        if output.exists() and key in state["seconds"]:
-            return
-        print(f"[{key}] {' '.join(str(a) for a in argv)}", flush=True)
-        start = time.perf_counter()
-        subprocess.run([str(a) for a in argv], check=True)
-        state["seconds"][key] = time.perf_counter() - start
-        state_path.write_text(json.dumps(state, indent=1))
+    steps = Steps(work)
 
     cal = work / "calibration"
-    base = _base_gguf(args.model, work)
-    step("calibrate", [BIN / "ramp", "calibrate", "--model", args.model, *calib, "--out", cal], cal / "manifest.json")
+    base = base_gguf(args.model, work)
+    steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", args.model, *calib, "--out", cal], cal / "manifest.json")
     rows = {}
     for algo in ("sac", "greedy"):
         out = work / algo
-        step(f"search_{algo}", [BIN / "ramp", "search", "--model", args.model, "--algo", algo, "--calibration", cal,
+        steps.run(f"search_{algo}", [BIN / "ramp", "search", "--model", args.model, "--algo", algo, "--calibration", cal,
                                 "--seed", str(args.seed), "--out", out, *small, *(episodes if algo == "sac" else [])],
              out / "summary.json")
-        rows[algo] = _export_and_bench(step, args.model, ["--allocation", out / "allocation.json"], cal, base,
-                                       work / f"{algo}.gguf", chunks, f"{algo}")
+        rows[algo] = steps.export_and_bench(algo, args.model, ["--allocation", out / "allocation.json"], cal, base,
+                                            work / f"{algo}.gguf", chunks)
     for qtype in ("Q4_K", "Q3_K"):
-        rows[f"uniform {qtype}"] = _export_and_bench(step, args.model, ["--uniform", qtype], cal, base,
-                                                     work / f"uniform-{qtype}.gguf", chunks, f"uniform_{qtype}")
-    seconds = state["seconds"]
+        rows[f"uniform {qtype}"] = steps.export_and_bench(f"uniform_{qtype}", args.model, ["--uniform", qtype], cal,
+                                                          base, work / f"uniform-{qtype}.gguf", chunks)
+    seconds, state = steps.seconds, steps.state
     result = {"model": args.model, "quick": args.quick, "seed": args.seed, "seconds": seconds,
               "pipeline_seconds": sum(seconds[k] for k in ("calibrate", "search_sac", "export_sac", "bench_sac")),
               "episodes": _episode_stats(work / "sac" / "log.jsonl"),
@@ -82,32 +72,12 @@ def main() -> None:
               "rows": rows, "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows"}
     if "evaluator" not in state:
         state["evaluator"] = _evaluator_costs(args.model, cal, work / "sac" / "allocation.json", work, args.quick)
-        state_path.write_text(json.dumps(state, indent=1))
+        steps.save()
     result["evaluator"] = state["evaluator"]
     result["evaluator"]["episode_over_forward"] = result["episodes"]["mean_seconds"] / state["evaluator"]["forward_s"]
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
-    (args.out / f"{name}.md").write_text(_markdown(result))
+    write_atomic(args.out / f"{name}.json", json.dumps(result, indent=1))
+    write_atomic(args.out / f"{name}.md", _markdown(result))
     print(_markdown(result))
-
-
-def _base_gguf(model: str, work: Path) -> Path:
-    from calibration.models import resolve
-
-    source = resolve(model)
-    if source.kind == "gguf":
-        return source.path
-    path = work / "base-f32.gguf"
-    if not path.exists():
-        subprocess.run([str(BIN / "halo"), "base", "--model", model, "--out", str(path)], check=True)
-    return path
-
-
-def _export_and_bench(step, model, what, cal, base, gguf: Path, chunks: int, key: str) -> dict:
-    step(f"export_{key}", [BIN / "halo", "export", "--model", model, *what, "--calibration", cal, "--out", gguf], gguf)
-    bench_json = gguf.with_suffix(".bench.json")
-    step(f"bench_{key}", [BIN / "halo", "bench", gguf, "--base", base, "--max-chunks", str(chunks), "--no-speed",
-                          "--json", bench_json], bench_json)
-    return json.loads(bench_json.read_text())
 
 
 def _episode_stats(log: Path) -> dict:

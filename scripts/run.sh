@@ -12,7 +12,7 @@ $bin/ramp calibrate --model default --samples 128 --seq-len 512 --out $out/calib
 resume=()
 [ -f $out/search/checkpoint.pt ] && resume=(--resume)
 $bin/ramp search --model default --calibration $out/calibration --episodes "${RAMP_EPISODES:-30}" \
-    --warmup-episodes 10 --eval-samples 4 --eval-seq-len 256 --out $out/search "${resume[@]}" \
+    --warmup-episodes 10 --out $out/search "${resume[@]}" \
     --export $out/ramp.gguf
 base=$($bin/python -c 'from calibration.models import default_gguf; print(default_gguf())')
 $bin/halo bench $out/ramp.gguf --base "$base" --max-chunks 40 --json $out/ramp-bench.json

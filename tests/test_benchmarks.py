@@ -1,0 +1,54 @@
+"""The benchmark scripts run end to end (--quick) on a tiny model: real CLI steps, real llama.cpp numbers."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script(name: str, *args) -> None:
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *map(str, args)], check=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from conftest import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("bench") / "tiny")
+
+
+def test_search_pipeline_quick(tiny, tmp_path):
+    _script("search_pipeline.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path)
+    result = json.loads((tmp_path / "search_pipeline_quick.json").read_text())
+    assert set(result["rows"]) == {"sac", "greedy", "uniform Q4_K", "uniform Q3_K"}
+    for row in result["rows"].values():
+        assert math.isfinite(row["kld"]["ppl"]) and row["kld"]["kld_mean"] >= 0 and row["size_bytes"] > 0
+    assert result["episodes"]["count"] == 4 and 0 < result["episodes"]["eval_share"] < 1
+    assert abs(result["evaluator"]["fidelity"]["gap"]) < 0.01   # evaluator vs llama.cpp on the same windows
+    assert result["pipeline_seconds"] > 0
+    assert "| sac |" in (tmp_path / "search_pipeline_quick.md").read_text()
+    mtime = (tmp_path / "work_quick" / "sac.gguf").stat().st_mtime
+    _script("search_pipeline.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path)
+    assert (tmp_path / "work_quick" / "sac.gguf").stat().st_mtime == mtime   # a re-run resumes, redoes nothing
+
+
+def test_pareto_quick(tiny, tmp_path):
+    _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path)
+    result = json.loads((tmp_path / "pareto_tiny_quick.json").read_text())
+    labels = set(result["rows"])
+    assert {"base", "llama.cpp Q4_K_M", "llama.cpp Q4_K_M imatrix", "HALO uniform Q3_K"} <= labels
+    assert {"greedy @ Q4_K_M", "RAMP-SAC @ Q4_K_M seed 0"} <= labels
+    q4km = result["rows"]["llama.cpp Q4_K_M"]["size_bytes"]
+    assert result["budgets"]["Q4_K_M"] == q4km
+    for label, row in result["rows"].items():
+        assert math.isfinite(row["ppl"]) and set(row["tasks"]) == {
+            "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq"}, label
+        assert row["pp512"] > 0 and row["tg128"] > 0
+        if row["budget"]:  # searches stay within their whole-file budget (up to the metadata they add)
+            assert row["size_bytes"] <= result["budgets"][row["budget"]] * 1.01, label
+    assert (tmp_path / "pareto_tiny_quick.png").stat().st_size > 10_000
