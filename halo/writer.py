@@ -123,6 +123,27 @@ def write_gguf(path, metadata: Metadata, tensors, file_type: int | None = None, 
     return path
 
 
+def header_bytes(metadata: Metadata, shapes: dict) -> int:
+    """Bytes a GGUF with `metadata` spends before its tensor data: header, key-values and the info of each
+    tensor in `shapes` {name: shape}, padded to the alignment (what a size budget must leave room for)."""
+    import tempfile
+
+    import gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = gguf.GGUFWriter(Path(tmp) / "header.gguf", metadata.arch)
+        metadata.add_to(writer)
+        writer.add_file_type(0)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.close()
+        size = (Path(tmp) / "header.gguf").stat().st_size
+    size += sum(8 + len(name.encode()) + 4 + 8 * max(1, len(shape)) + 4 + 8 for name, shape in shapes.items())
+    alignment = int(metadata.get("general.alignment") or gguf.GGUF_DEFAULT_ALIGNMENT)
+    return -(-size // alignment) * alignment
+
+
 def base_tensors(model, source, dtype: str = "F32") -> list[tuple]:
     """The whole model as (name, array, qtype, shape): 2-D weights in `dtype` (F32 or F16), 1-D tensors F32."""
     if dtype not in FLOAT_DTYPES:

@@ -131,7 +131,8 @@ def _other_bytes(model, source, cal) -> int:
     specials = special_types(special_tensors(model, source.gguf_arch))
     layer_names = {layer.gguf_name for layer in cal.layers}
     total = 0
-    for name, array in gguf_tensors(model, source).items():
+    tensors = gguf_tensors(model, source)
+    for name, array in tensors.items():
         if name in layer_names:
             continue
         qtype = specials.get(name, qtypes.QType.F32)
@@ -140,6 +141,11 @@ def _other_bytes(model, source, cal) -> int:
         from halo.gguf_meta import open_reader
 
         total += int(open_reader(source.path).data_offset)
+    else:  # the metadata the export will write for a Hugging Face directory
+        from halo.gguf_meta import source_metadata
+        from halo.writer import header_bytes
+
+        total += header_bytes(source_metadata(source), {n: a.shape for n, a in tensors.items()})
     return total
 
 

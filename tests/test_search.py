@@ -149,3 +149,20 @@ def test_greedy_cli_and_transfer_mismatch(tiny_llama_dir, tiny_cal, tmp_path, ca
     assert run_cli(ramp_main, ["transfer", "--policy", "no-such-policy", "--target", "default",
                                "--out", str(tmp_path / "t2")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bits", [3, 6])
+def test_target_size_counts_what_the_export_writes(tiny_llama_dir, tiny_cal, tmp_path, bits):
+    """The bytes a --target-size leaves to the layers: the exported file = other bytes + layer bytes (+ the few
+    metadata keys an export adds: per-layer bits, provenance)."""
+    from calibration.models import load_model, resolve
+    from halo import allocation as alloc_mod
+    from halo.export import ExportOptions, export
+    from ramp.search import _other_bytes
+
+    source = resolve(str(tiny_llama_dir))
+    other = _other_bytes(load_model(source), source, tiny_cal)
+    alloc = alloc_mod.resolve(tiny_cal.layers, [bits] * len(tiny_cal.layers))
+    report = export(str(tiny_llama_dir), alloc, tmp_path / "u.gguf", tiny_cal.path, ExportOptions(verify=False))
+    predicted = other + alloc.bytes
+    assert predicted <= report.file_bytes <= predicted + 8192, (predicted, report.file_bytes)
