@@ -40,15 +40,17 @@ def main() -> None:
     spec = model_spec(args.model)
     steps = Steps(args.work / name)
     cal, search = steps.work / "calibration", steps.work / "search"
-    if args.search_dir and not (search / "summary.json").exists():
-        shutil.copytree(args.search_dir, search, dirs_exist_ok=True)
+    if args.search_dir:
+        if not (search / "summary.json").exists():
+            shutil.copytree(args.search_dir, search, dirs_exist_ok=True)
         cal = Path(json.loads((search / "config.json").read_text())["calibration"] or cal)
     quick = ["--episodes", "3", "--warmup-episodes", "2", "--updates-per-episode", "2", "--eval-samples", "2",
              "--eval-seq-len", "64"] if args.quick else ["--episodes", str(args.episodes)]
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
-    steps.run("search", [BIN / "ramp", "search", "--model", spec, "--calibration", cal, "--budget", str(args.budget),
-                         "--seed", str(args.seed), *quick, "--out", search], search / "summary.json")
+    if not args.search_dir:
+        steps.run("search", [BIN / "ramp", "search", "--model", spec, "--calibration", cal, "--budget", str(args.budget),
+                             "--seed", str(args.seed), *quick, "--out", search], search / "summary.json")
     report = steps.export_and_bench("ramp", spec, ["--allocation", search / "allocation.json"], cal,
                                     base_gguf(spec, steps.work), steps.work / f"{name}.gguf",
                                     2 if args.quick else args.max_chunks)
@@ -57,13 +59,17 @@ def main() -> None:
     card = json.loads((search / "policy.json").read_text())
     card |= {"name": name, "training_model": args.model, "measured": {
         "chosen": summary["chosen"], "search_ppl_validation": chosen["ppl"], "search_bpw": chosen["bpw"],
+        "deterministic_ppl_validation": summary["allocations"]["deterministic"]["ppl"],
+        "deterministic_bpw": summary["allocations"]["deterministic"]["bpw"],
+        "note": "file_bytes and the *_test numbers are of the search's chosen allocation (the best one within "
+                "budget it saw); the policy's own deterministic rollout on the training model is deterministic_*",
         "base_ppl_validation": summary["base"]["ppl"], "file_bytes": report["size_bytes"],
         "ppl_test": report["kld"]["ppl"], "base_ppl_test": report["kld"]["ppl_base"],
         "kld_test": report["kld"]["kld_mean"], "same_top_test": report["kld"]["same_top"],
         "test_text": f"wikitext-2 raw test, ctx 512, first {report['kld']['chunks']} windows"}}
     args.policies.mkdir(parents=True, exist_ok=True)
     weights = args.policies / f"{name}.safetensors"
-    shutil.copy(search / "policy.safetensors", weights.with_suffix(".safetensors.tmp"))
+    shutil.copyfile(search / "policy.safetensors", weights.with_suffix(".safetensors.tmp"))
     weights.with_suffix(".safetensors.tmp").replace(weights)
     write_atomic(args.policies / f"{name}.json", json.dumps(card, indent=1))
     print(f"shipped {weights} ({weights.stat().st_size / 1e6:.2f} MB): test PPL {report['kld']['ppl']:.3f} "
