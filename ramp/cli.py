@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--warmup-episodes", type=int, default=20)
     srch.add_argument("--updates-per-episode", type=positive_int, default=UPDATES_PER_EPISODE,
                       help=f"SAC gradient steps after each episode (default {UPDATES_PER_EPISODE})")
+    srch.add_argument("--reward", default="quality-first", choices=["quality-first", "linear", "naive"],
+                      help="quality-first: RAMP eq. 19-21 (default); linear, naive: the ablation's alternatives")
     srch.add_argument("--credit", default="episode", choices=["episode", "terminal"],
                       help="episode: every layer's transition carries the episode reward (default, learns); "
                            "terminal: reward on the last layer only, bootstrapped (the paper's eq. 18)")
@@ -116,7 +118,7 @@ def _search(args) -> int:
     config = SearchConfig(model=args.model, algo=args.algo, actions=_actions(args.actions), budget=args.budget,
                           ceiling=args.ceiling, nominal_bits=args.nominal_bits, target_size=args.target_size,
                           episodes=args.episodes, warmup_episodes=args.warmup_episodes,
-                          updates_per_episode=args.updates_per_episode, credit=args.credit,
+                          updates_per_episode=args.updates_per_episode, reward=args.reward, credit=args.credit,
                           eval_samples=args.eval_samples,
                           eval_seq_len=args.eval_seq_len, calibration=args.calibration,
                           calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,

@@ -14,7 +14,7 @@ import numpy as np
 
 from calibration.embedding import bit_feature_stats, standardise
 
-from .reward import budget_reward, quality_reward
+from .reward import reward_terms
 
 
 def action_to_index(action: float, n_actions: int) -> int:
@@ -52,7 +52,8 @@ class AllocationEnv:
     """Sequential allocation over `n_layers` layers; `score(bits) -> Outcome` evaluates a full allocation."""
 
     def __init__(self, embedding: np.ndarray, mean: np.ndarray, std: np.ndarray, action_bits: tuple[int, ...],
-                 score: Callable[[list[int]], Outcome], ppl_base: float, budget: Budget):
+                 score: Callable[[list[int]], Outcome], ppl_base: float, budget: Budget,
+                 reward: str = "quality-first"):
         assert embedding.ndim == 2 and embedding.shape[1] == 11, embedding.shape
         self.embedding = np.asarray(embedding, dtype=np.float64).copy()
         self.mean = np.asarray(mean, dtype=np.float64).copy()
@@ -62,6 +63,7 @@ class AllocationEnv:
         self.score = score
         self.ppl_base = float(ppl_base)
         self.budget = budget
+        self.quality_term, self.budget_term = reward_terms(reward)
         self.n_layers = len(self.embedding)
         self.bits: list[int] = []
 
@@ -82,7 +84,7 @@ class AllocationEnv:
         if len(self.bits) < self.n_layers:
             return self.observation(), 0.0, False, {}
         outcome = self.score(list(self.bits))
-        r_q = quality_reward(outcome.ppl, self.ppl_base)
-        r_b = budget_reward(outcome.bpw, self.budget.target, self.budget.ceiling)
+        r_q = self.quality_term(outcome.ppl, self.ppl_base)
+        r_b = self.budget_term(outcome.bpw, self.budget.target, self.budget.ceiling)
         info = {"outcome": outcome, "bits": list(self.bits), "r_quality": r_q, "r_budget": r_b}
         return np.zeros(11, dtype=np.float32), r_q + r_b, True, info

@@ -32,3 +32,32 @@ def budget_reward(bits: float, target: float, ceiling: float) -> float:
 def reward(ppl: float, ppl_base: float, bits: float, target: float, ceiling: float) -> float:
     """Eq. 21."""
     return quality_reward(ppl, ppl_base) + budget_reward(bits, target, ceiling)
+
+
+# The two rewards RAMP's table 20 compares against (for the C5 ablation, `ramp search --reward`).  The paper names
+# them only; these are our readings, with eq. 19-20's scales so that only the shape differs:
+#   linear: r_q = 10 (1 - PPL/PPL_base) on both sides (no asymmetry), r_b = -2 max(0, b - target) (no cliff)
+#   naive:  "accuracy - lambda bits": r_q as linear, r_b = -2 (b - target) everywhere (bits always cost, no budget)
+def linear_quality(ppl: float, ppl_base: float) -> float:
+    return 10.0 * (1.0 - ppl / ppl_base)
+
+
+def linear_budget(bits: float, target: float, ceiling: float) -> float:
+    return -2.0 * max(0.0, bits - target)
+
+
+def naive_budget(bits: float, target: float, ceiling: float) -> float:
+    return -2.0 * (bits - target)
+
+
+REWARDS = {"quality-first": (quality_reward, budget_reward), "linear": (linear_quality, linear_budget),
+           "naive": (linear_quality, naive_budget)}
+
+
+def reward_terms(name: str):
+    """(quality term, budget term) of the reward called `name`."""
+    from calibration.errors import UserError
+
+    if name not in REWARDS:
+        raise UserError(f"unknown reward {name!r}; use one of {', '.join(REWARDS)}")
+    return REWARDS[name]

@@ -26,6 +26,7 @@ from .env import AllocationEnv, Outcome
 from .evaluator import make_evaluator
 from .policy_io import save_policy
 from .replay import ReplayBuffer
+from .reward import reward_terms
 from .sac import SAC, SACConfig
 
 
@@ -43,6 +44,7 @@ class SearchConfig:
     episodes: int = 200
     warmup_episodes: int = 20
     updates_per_episode: int | None = UPDATES_PER_EPISODE  # None: one per layer (CleanRL's ratio)
+    reward: str = "quality-first"         # quality-first (eq. 19-21) | linear | naive (table 20's ablation)
     credit: str = "episode"               # episode: every layer gets the final reward; terminal: the paper's
     eval_samples: int = EVAL_SAMPLES
     eval_seq_len: int = EVAL_SEQ_LEN
@@ -100,6 +102,7 @@ def prepare(config: SearchConfig, out: Path) -> Context:
         raise UserError("--episodes must be at least 1")
     if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:
         raise UserError(f"--actions needs at least two distinct bit widths, got {list(config.actions)}")
+    reward_terms(config.reward)  # an unknown reward fails before any work
     source = resolve(config.model)
     cal_dir = Path(config.calibration) if config.calibration else out / "calibration"
     if config.calibration and not (cal_dir / artifact.MANIFEST).exists():
@@ -277,7 +280,8 @@ def new_agent(ctx: Context) -> tuple[SAC, ReplayBuffer]:
 def new_env(ctx: Context) -> AllocationEnv:
     cal = ctx.calibration
     return AllocationEnv(cal.embedding, cal.tensors["embedding_mean"], cal.tensors["embedding_std"],
-                         ctx.config.actions, lambda bits: ctx.outcome(bits)[1], ctx.base.ppl, ctx.budget)
+                         ctx.config.actions, lambda bits: ctx.outcome(bits)[1], ctx.base.ppl, ctx.budget,
+                         ctx.config.reward)
 
 
 def rollout(env: AllocationEnv, act) -> tuple[list[int], float, dict]:

@@ -65,3 +65,32 @@ def test_step_reset_and_dims_10_11():
     assert r == pytest.approx(reward(20.0 + 6 - 14 / 3, 20.0, 14 / 3 + 0.5, 4.5, 4.75))
     env.reset()
     assert env.bits == []
+
+
+def test_ablation_rewards_differ_from_quality_first_only_in_shape():
+    from calibration.errors import UserError
+    from ramp.reward import reward_terms
+
+    q_lin, b_lin = reward_terms("linear")
+    q_naive, b_naive = reward_terms("naive")
+    assert q_lin(22.0, 20.0) == pytest.approx(-1.0) and quality_reward(22.0, 20.0) == pytest.approx(-0.5)
+    assert q_lin(18.0, 20.0) == quality_reward(18.0, 20.0) == pytest.approx(1.0)   # same slope below the base
+    assert b_lin(4.4, 4.5, 4.75) == 0.0 and b_lin(5.0, 4.5, 4.75) == pytest.approx(-1.0)   # no cliff
+    assert budget_reward(5.0, 4.5, 4.75) == pytest.approx(-20 * 0.25 ** 2)
+    assert b_naive(4.0, 4.5, 4.75) == pytest.approx(1.0) and b_naive(5.0, 4.5, 4.75) == pytest.approx(-1.0)
+    with pytest.raises(UserError, match="unknown reward"):
+        reward_terms("accuracy")
+
+
+def test_env_pays_the_chosen_reward():
+    env, _ = _env()
+    linear = AllocationEnv(env.embedding, env.mean, env.std, env.action_bits, env.score, env.ppl_base, env.budget,
+                           reward="linear")
+    for e in (env, linear):
+        e.reset()
+        for a in (1.0, 1.0, 1.0):   # 6 bits everywhere: over the ceiling
+            _, r, done, info = e.step(a)
+        assert done
+        if e is env:
+            first = r
+    assert r != first and info["r_budget"] == pytest.approx(-2.0 * (info["outcome"].bpw - 4.5))

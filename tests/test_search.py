@@ -166,3 +166,16 @@ def test_target_size_counts_what_the_export_writes(tiny_llama_dir, tiny_cal, tmp
     report = export(str(tiny_llama_dir), alloc, tmp_path / "u.gguf", tiny_cal.path, ExportOptions(verify=False))
     predicted = other + alloc.bytes
     assert predicted <= report.file_bytes <= predicted + 8192, (predicted, report.file_bytes)
+
+
+def test_search_with_an_ablation_reward(tiny_llama_dir, tiny_cal, tmp_path):
+    out = tmp_path / "linear"
+    run(_config(tiny_llama_dir, tiny_cal, reward="linear", episodes=3), out)
+    assert json.loads((out / "config.json").read_text())["reward"] == "linear"
+    records = _log(out)
+    assert len(records) == 3
+    for r in records:  # linear budget term: -2 per bpw over the target, no cliff
+        assert r["r_budget"] == pytest.approx(-2.0 * max(0.0, r["bpw"] - 4.5))
+    with pytest.raises(SystemExit) as exc:
+        ramp_main(["search", "--reward", "accuracy", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2 and not (tmp_path / "x").exists()
