@@ -48,9 +48,10 @@ def main() -> None:
              "--eval-seq-len", "64"] if args.quick else ["--episodes", str(args.episodes)]
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
-    if not args.search_dir:
+    if not args.search_dir:  # a killed search continues from its checkpoint
+        resume = ["--resume"] if (search / "checkpoint.pt").exists() and not (search / "summary.json").exists() else []
         steps.run("search", [BIN / "ramp", "search", "--model", spec, "--calibration", cal, "--budget", str(args.budget),
-                             "--seed", str(args.seed), *quick, "--out", search], search / "summary.json")
+                             "--seed", str(args.seed), *quick, "--out", search, *resume], search / "summary.json")
     report = steps.export_and_bench("ramp", spec, ["--allocation", search / "allocation.json"], cal,
                                     base_gguf(spec, steps.work), steps.work / f"{name}.gguf",
                                     2 if args.quick else args.max_chunks)
