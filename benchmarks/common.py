@@ -16,6 +16,8 @@ BIN = Path(sys.executable).parent
 if str(ROOT) not in sys.path:  # this checkout's packages, also when the venv's editable install points elsewhere
     sys.path.insert(0, str(ROOT))
 
+from calibration.atomic import write_json, write_text  # noqa: F401  (after the path is set; re-exported for the scripts)
+
 
 class Steps:
     """Timed, resumable steps of one benchmark job, with their wall times kept in `work/state.json`."""
@@ -31,9 +33,7 @@ class Steps:
         return self.state["seconds"]
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1))
-        tmp.replace(self.path)
+        write_json(self.path, self.state)
 
     def run(self, key: str, argv: list, output: Path) -> None:
         """Run `argv` once; skipped when `output` exists and the step finished before."""
@@ -59,20 +59,17 @@ class Steps:
         return json.loads(result.read_text())
 
 
-def base_gguf(model: str, work: Path) -> Path:
-    """The base model as a GGUF for KL divergence: the source file itself, or an F32 export of a HF directory."""
-    from calibration.models import resolve
-
-    source = resolve(model)
-    if source.kind == "gguf":
-        return source.path
+def f32_gguf(model: str, work: Path) -> Path:
+    """The unquantized base model as an F32 GGUF (`halo base`), written once into `work`."""
     path = Path(work) / "base-f32.gguf"
     if not path.exists():
         subprocess.run([str(BIN / "halo"), "base", "--model", model, "--out", str(path)], check=True)
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def base_gguf(model: str, work: Path) -> Path:
+    """The base model as a GGUF for KL divergence: the source file itself, or an F32 export of a HF directory."""
+    from calibration.models import resolve
+
+    source = resolve(model)
+    return source.path if source.kind == "gguf" else f32_gguf(model, work)

@@ -16,7 +16,6 @@ Results: benchmarks/results/pareto_<model>.{json,md,png} (`_quick` for --quick).
 """
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -27,7 +26,9 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     Steps,
     base_gguf,
-    write_atomic,
+    f32_gguf,
+    write_json,
+    write_text,
 )
 
 PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"]
@@ -81,9 +82,7 @@ def main() -> None:
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
     base = base_gguf(spec, work)
-    f32 = work / "base-f32.gguf"
-    if not f32.exists():
-        steps.run("base_f32", [BIN / "halo", "base", "--model", spec, "--out", f32], f32)
+    f32 = f32_gguf(spec, work)  # what llama.cpp's presets are quantized from
     rows = {"base": _row("base", "base", steps.bench("base", base, base, chunks, bench_args))}
 
     for preset in presets:  # presets come first: their sizes define the budgets
@@ -131,8 +130,8 @@ def main() -> None:
     result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": budgets, "rows": rows,
               "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows",
               "tasks": f"{args.tasks}: first {bench_args[3]} items each", "seconds": steps.seconds}
-    write_atomic(args.out / f"{name}.json", json.dumps(result, indent=1))
-    write_atomic(args.out / f"{name}.md", _markdown(result))
+    write_json(args.out / f"{name}.json", result)
+    write_text(args.out / f"{name}.md", _markdown(result))
     _plot(result, args.out / f"{name}.png")
     print(_markdown(result))
 

@@ -25,7 +25,8 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     Steps,
     base_gguf,
-    write_atomic,
+    write_json,
+    write_text,
 )
 
 
@@ -75,8 +76,8 @@ def main() -> None:
         steps.save()
     result["evaluator"] = state["evaluator"]
     result["evaluator"]["episode_over_forward"] = result["episodes"]["mean_seconds"] / state["evaluator"]["forward_s"]
-    write_atomic(args.out / f"{name}.json", json.dumps(result, indent=1))
-    write_atomic(args.out / f"{name}.md", _markdown(result))
+    write_json(args.out / f"{name}.json", result)
+    write_text(args.out / f"{name}.md", _markdown(result))
     print(_markdown(result))
 
 
@@ -112,8 +113,7 @@ def _evaluator_costs(model_spec, cal_dir, allocation_path, work, quick) -> dict:
 
     source, cal = resolve(model_spec), artifact.read(cal_dir)
     model = load_model(source)
-    samples, seq_len = (2, 64) if quick else (None, None)
-    extra = {"eval_samples": samples, "eval_seq_len": seq_len} if quick else {}
+    extra = {"eval_samples": 2, "eval_seq_len": 64} if quick else {}
     evaluator = make_evaluator(model, source, cal, ["3", "4", "5", "6"], **extra)
     alloc = alloc_mod.load(allocation_path, evaluator.layers)
 

@@ -18,7 +18,7 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     Steps,
     base_gguf,
-    write_atomic,
+    write_json,
 )
 from pareto import model_spec
 
@@ -72,7 +72,7 @@ def main() -> None:
     weights = args.policies / f"{name}.safetensors"
     shutil.copyfile(search / "policy.safetensors", weights.with_suffix(".safetensors.tmp"))
     weights.with_suffix(".safetensors.tmp").replace(weights)
-    write_atomic(args.policies / f"{name}.json", json.dumps(card, indent=1))
+    write_json(args.policies / f"{name}.json", card)
     print(f"shipped {weights} ({weights.stat().st_size / 1e6:.2f} MB): test PPL {report['kld']['ppl']:.3f} "
           f"(base {report['kld']['ppl_base']:.3f}), KLD {report['kld']['kld_mean']:.4f}, {report['size_bytes']:,} bytes")
 
