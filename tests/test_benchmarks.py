@@ -43,6 +43,8 @@ def test_pareto_quick(tiny, tmp_path):
     labels = set(result["rows"])
     assert {"base", "llama.cpp Q4_K_M", "llama.cpp Q4_K_M imatrix", "HALO uniform Q3_K"} <= labels
     assert {"greedy @ Q4_K_M", "RAMP-SAC @ Q4_K_M seed 0"} <= labels
+    assert {"greedy + fold @ Q4_K_M", "HALO uniform Q3_K + fold"} <= labels   # C3: folding on, same allocation
+    assert result["rows"]["greedy + fold @ Q4_K_M"]["ppl"] != result["rows"]["greedy @ Q4_K_M"]["ppl"]
     q4km = result["rows"]["llama.cpp Q4_K_M"]["size_bytes"]
     assert result["budgets"]["Q4_K_M"] == q4km
     for label, row in result["rows"].items():
@@ -52,3 +54,34 @@ def test_pareto_quick(tiny, tmp_path):
         if row["budget"]:  # searches stay within their whole-file budget (up to the metadata they add)
             assert row["size_bytes"] <= result["budgets"][row["budget"]] * 1.01, label
     assert (tmp_path / "pareto_tiny_quick.png").stat().st_size > 10_000
+
+
+def test_convergence_quick(tiny, tmp_path):
+    _script("convergence.py", "--quick", "--model", tiny, "--variants", "sac:naive", "--seeds", "0,1",
+            "--work", tmp_path / "work", "--out", tmp_path)
+    result = json.loads((tmp_path / "convergence_tiny_quick.json").read_text())
+    assert set(result["variants"]) == {"sac:naive"} and len(result["runs"]) == 2
+    for run in result["runs"].values():
+        log = [json.loads(line) for line in (tmp_path / "work" / "tiny_quick" / f"{run['variant'].replace(':', '-')}"
+                                             f"-s{run['seed']}" / "log.jsonl").read_text().splitlines()]
+        assert len(run["curve"]) == len(log) == 4
+        feasible = [r["ppl"] for r in log if r["feasible"]]
+        assert run["final_ppl"] == (min(feasible) if feasible else None)   # best in-budget episode of the log
+        curve = [c for c in run["curve"] if c is not None]
+        assert curve == sorted(curve, reverse=True)   # best-so-far never gets worse
+        assert math.isfinite(run["test_ppl"]) and run["size_bytes"] > 0
+    summary = result["variants"]["sac:naive"]
+    finals = [r["final_ppl"] for r in result["runs"].values() if r["final_ppl"] is not None]
+    assert summary["seeds_in_budget"] == len(finals) and summary["test_ppl_sd"] >= 0
+    assert "| sac:naive |" in (tmp_path / "convergence_tiny_quick.md").read_text()
+    assert (tmp_path / "convergence_tiny_quick.png").stat().st_size > 10_000
+
+
+def test_transfer_quick(tiny, tmp_path):
+    _script("transfer.py", "--quick", "--policies", "smollm2-135m", "--targets", tiny, "--work", tmp_path / "work",
+            "--out", tmp_path)
+    result = json.loads((tmp_path / "transfer_quick.json").read_text())
+    (row,) = result["rows"]
+    assert row["method"] == "transfer" and row["policy"] == "smollm2-135m" and row["target"] == "tiny"
+    assert row["bpw"] <= result["budget_bpw"] + 1e-9 and math.isfinite(row["ppl"]) and row["kld"] >= 0
+    assert "| tiny | transfer | smollm2-135m |" in (tmp_path / "transfer_quick.md").read_text()

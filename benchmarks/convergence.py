@@ -1,0 +1,184 @@
+"""Convergence and seed variance of search variants: the reward ablation (claim C5) and SAC vs PPO (claim C4).
+
+    python benchmarks/convergence.py [--model smollm2-135m] [--variants sac:quality-first,sac:linear,sac:naive]
+                                     [--seeds 0,1,2] [--episodes 200] [--budget 4.5] [--no-bench] [--quick]
+
+Each variant `ALGO:REWARD` is a `ramp search --algo ALGO --reward REWARD` run per seed, all on one calibration,
+one evaluator (WikiText-2 validation windows) and one budget.  From each search's log.jsonl:
+  * best-so-far validation PPL among episodes within budget, against episodes (the curve, mean and band over seeds);
+  * episodes to convergence: the first episode after which the best-so-far stays within `--tolerance` of its final
+    value (a seed that never finds an in-budget allocation counts as not converged);
+  * final best in-budget PPL, its variance over seeds, the fraction of in-budget episodes and the wall time.
+With bench on (default) each seed's chosen allocation is also exported and run in llama.cpp on WikiText-2 raw TEST
+(ctx 512, --max-chunks windows): the test PPL and KLD the table reports next to the validation numbers.
+Results: benchmarks/results/convergence_<model>.{json,md,png}; searches and files under runs/convergence/.
+"""
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+from common import (  # the script's own folder is on sys.path
+    BIN,
+    ROOT,
+    Steps,
+    base_gguf,
+    write_json,
+    write_text,
+)
+from pareto import model_spec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--variants", default="sac:quality-first,sac:linear,sac:naive", help="ALGO:REWARD,...")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--budget", type=float, default=4.5, help="real bits per weight of the quantizable layers")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="relative distance to the final best PPL")
+    parser.add_argument("--max-chunks", type=int, default=40)
+    parser.add_argument("--no-bench", action="store_true", help="skip the llama.cpp test-set run of each result")
+    parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "convergence")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    tag = Path(args.model).stem if "/" in args.model else args.model
+    name = f"convergence_{tag}" + ("_quick" if args.quick else "")
+    spec = model_spec(args.model)
+    steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
+    variants = [tuple(v.split(":")) for v in args.variants.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    episodes = 4 if args.quick else args.episodes
+    search_args = ["--episodes", str(episodes), *(
+        ["--warmup-episodes", "2", "--updates-per-episode", "2", "--eval-samples", "2", "--eval-seq-len", "64"]
+        if args.quick else [])]
+    cal = steps.work / "calibration"
+    steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
+                            *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
+    base = base_gguf(spec, steps.work)
+
+    runs = {}
+    for algo, reward in variants:
+        for seed in seeds:
+            key = f"{algo}-{reward}-s{seed}"
+            out = steps.work / key
+            resume = ["--resume"] if (out / "checkpoint.pt").exists() and not (out / "summary.json").exists() else []
+            steps.run(f"search_{key}", [BIN / "ramp", "search", "--model", spec, "--algo", algo, "--reward", reward,
+                                        "--budget", str(args.budget), "--calibration", cal, "--seed", str(seed),
+                                        *search_args, "--out", out, *resume], out / "summary.json")
+            run = _curve(out, args.tolerance) | {"variant": f"{algo}:{reward}", "seed": seed,
+                                                 "seconds": steps.seconds[f"search_{key}"]}
+            if not args.no_bench:
+                report = steps.export_and_bench(key, spec, ["--allocation", out / "allocation.json"], cal, base,
+                                                steps.work / f"{key}.gguf", 2 if args.quick else args.max_chunks)
+                run |= {"test_ppl": report["kld"]["ppl"], "test_kld": report["kld"]["kld_mean"],
+                        "size_bytes": report["size_bytes"]}
+            runs[key] = run
+
+    result = {"model": args.model, "budget_bpw": args.budget, "episodes": episodes, "tolerance": args.tolerance,
+              "quick": args.quick, "runs": runs, "variants": _summaries(runs),
+              "test_text": None if args.no_bench else f"wikitext-2 raw test, ctx 512, first "
+                                                       f"{2 if args.quick else args.max_chunks} windows"}
+    write_json(args.out / f"{name}.json", result)
+    write_text(args.out / f"{name}.md", _markdown(result))
+    _plot(result, args.out / f"{name}.png")
+    print(_markdown(result))
+
+
+def _curve(out: Path, tolerance: float) -> dict:
+    """Best-so-far in-budget validation PPL per episode and the episode it settles (within tolerance of the end)."""
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    best, curve = math.inf, []
+    for row in log:
+        if row["feasible"]:
+            best = min(best, row["ppl"])
+        curve.append(best)
+    final = curve[-1]
+    converged = None
+    if math.isfinite(final):
+        converged = next(i + 1 for i, value in enumerate(curve) if value <= final * (1 + tolerance))
+    return {"curve": [v if math.isfinite(v) else None for v in curve], "final_ppl": final if math.isfinite(final)
+            else None, "converged_episode": converged, "feasible_fraction": sum(r["feasible"] for r in log) / len(log),
+            "mean_bpw": statistics.fmean(r["bpw"] for r in log)}
+
+
+def _summaries(runs: dict) -> dict:
+    out = {}
+    for variant in dict.fromkeys(r["variant"] for r in runs.values()):
+        members = [r for r in runs.values() if r["variant"] == variant]
+        finals = [r["final_ppl"] for r in members if r["final_ppl"] is not None]
+        conv = [r["converged_episode"] for r in members if r["converged_episode"] is not None]
+        out[variant] = {
+            "seeds": len(members), "seeds_in_budget": len(finals),
+            "final_ppl_mean": statistics.fmean(finals) if finals else None,
+            "final_ppl_var": statistics.variance(finals) if len(finals) > 1 else None,
+            "converged_mean": statistics.fmean(conv) if len(conv) == len(members) else None,
+            "converged": conv,
+            "feasible_fraction": statistics.fmean(r["feasible_fraction"] for r in members),
+            "seconds_mean": statistics.fmean(r["seconds"] for r in members)}
+        if all("test_ppl" in r for r in members):
+            tests = [r["test_ppl"] for r in members]
+            out[variant] |= {"test_ppl_mean": statistics.fmean(tests),
+                             "test_ppl_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+                             "test_kld_mean": statistics.fmean(r["test_kld"] for r in members)}
+    return out
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None else f"{value:{spec}}"
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"# Convergence: `{r['model']}`" + (" (quick smoke run)" if r["quick"] else ""), "",
+             f"Budget {r['budget_bpw']} real bpw of the quantizable layers, {r['episodes']} episodes per search. "
+             f"Validation PPL = the search's evaluator (WikiText-2 validation windows); converged = first episode whose "
+             f"best in-budget PPL is within {100 * r['tolerance']:.0f} % of the search's final best (— if a seed never "
+             "found an in-budget allocation); variance over seeds of the final best validation PPL."
+             + (f" Test = the chosen file in llama.cpp, {r['test_text']}." if r["test_text"] else ""), "",
+             ("| variant | seeds in budget | converged (episode) | final val PPL | variance | in-budget episodes | "
+             "test PPL | test KLD | minutes/search |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant, s in r["variants"].items():
+        test = (f"{s['test_ppl_mean']:.3f} ± {s['test_ppl_sd']:.3f}" if "test_ppl_mean" in s else "—")
+        lines.append(f"| {variant} | {s['seeds_in_budget']}/{s['seeds']} | {_fmt(s['converged_mean'], '.0f')} "
+                     f"({', '.join(map(str, s['converged']))}) | {_fmt(s['final_ppl_mean'], '.3f')} | "
+                     f"{_fmt(s['final_ppl_var'], '.4f')} | {100 * s['feasible_fraction']:.0f} % | {test} | "
+                     f"{_fmt(s.get('test_kld_mean'), '.4f')} | {s['seconds_mean'] / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant in r["variants"]:
+        curves = np.array([[np.nan if v is None else v for v in run["curve"]] for run in r["runs"].values()
+                           if run["variant"] == variant], dtype=float)
+        x = np.arange(1, curves.shape[1] + 1)
+        with warnings.catch_warnings():  # an episode before any seed was in budget is all-NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
+        line, = ax.plot(x, mean, label=f"{variant} (mean of {len(curves)} seeds)")
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("episode")
+    ax.set_ylabel("best in-budget validation PPL so far")
+    ax.set_title(f"{r['model']} at {r['budget_bpw']} bpw: band = min..max over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
