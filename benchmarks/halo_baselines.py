@@ -99,8 +99,8 @@ def main() -> None:
 
 
 def write_markdown(results: dict, path: Path) -> None:
-    lines = [f"# HALO baselines on `{results['model']}` (llama.cpp, {results['text']}, "
-             f"first {results['max_chunks']} windows)", "",
+    lines = [(f"# HALO baselines on `{results['model']}` (llama.cpp, {results['text']}, "
+             f"first {results['max_chunks']} windows)"), "",
              "Base = the source model run as is (for the default model a Q4_1 GGUF, not FP16).", "",
              "| file | MB | bpw | PPL | KLD vs base | same top | pp t/s | tg t/s |", "|---|---|---|---|---|---|---|---|"]
     for label, row in results["rows"].items():

@@ -8,6 +8,8 @@ Rows (each a file written by HALO or llama.cpp and measured by `halo bench` on W
   * llama.cpp presets Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K from HALO's F32 base GGUF, without and with the
     calibration's imatrix;
   * HALO uniform Q3_K, Q4_K, Q5_K, Q6_K, Q8_0 (imatrix);
+  * scale folding (claim C3): uniform Q3_K and the greedy allocations at the two smallest budgets, exported
+    again with --scale-fold;
   * greedy (sensitivities measured once, the knapsack solved per budget) and RAMP-SAC (one search per
     budget and seed) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between
     the smallest reachable file (uniform 3 bits) and Q6_K.
@@ -34,7 +36,7 @@ from common import (  # the script's own folder is on sys.path
 PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"]
 UNIFORM = ["Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"]
 TASKS = "piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq"
-STAGES = ("presets", "uniform", "greedy", "sac")
+STAGES = ("presets", "uniform", "greedy", "sac", "fold")
 ACC_TASKS = ("boolq", "winogrande")  # reported as acc (yes/no answers; winogrande's acc_norm equals acc), the rest acc_norm
 
 
@@ -99,8 +101,13 @@ def main() -> None:
             report = steps.export_and_bench(f"uniform-{qtype}", spec, ["--uniform", qtype], cal, base, path, chunks,
                                             bench_args)
             rows[f"HALO uniform {qtype}"] = _row(f"HALO uniform {qtype}", "uniform", report)
+        if "fold" in stages and qtype == "Q3_K":  # C3 at the smallest file: uniform 3 bits, scale folding on
+            report = steps.export_and_bench("uniform-fold-Q3_K", spec, ["--uniform", qtype, "--scale-fold"], cal,
+                                            base, work / "uniform-fold-Q3_K.gguf", chunks, bench_args)
+            rows["HALO uniform Q3_K + fold"] = _row("HALO uniform Q3_K + fold", "fold", report)
 
     budgets = _budgets(work, presets)
+    fold_budgets = list(budgets)[:2]  # C3 looks at the two smallest
     if args.budgets:
         budgets = {k: v for k, v in budgets.items() if k in args.budgets.split(",")}
     for label, size in budgets.items():
@@ -116,6 +123,11 @@ def main() -> None:
             report = steps.export_and_bench(f"greedy-{label}", spec, ["--allocation", out / "allocation.json"], cal,
                                             base, work / f"greedy-{label}.gguf", chunks, bench_args)
             rows[f"greedy @ {label}"] = _row(f"greedy @ {label}", "greedy", report, label)
+            if "fold" in stages and label in fold_budgets:  # C3: the same allocation, scale folding on
+                report = steps.export_and_bench(f"greedy-fold-{label}", spec, [
+                    "--allocation", out / "allocation.json", "--scale-fold"], cal, base,
+                    work / f"greedy-fold-{label}.gguf", chunks, bench_args)
+                rows[f"greedy + fold @ {label}"] = _row(f"greedy + fold @ {label}", "fold", report, label)
         if "sac" in stages:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 out = work / f"sac-{label}-s{seed}"
@@ -210,7 +222,7 @@ def _plot(r: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     styles = {"llama.cpp": ("s", "tab:gray"), "uniform": ("^", "tab:blue"), "greedy": ("D", "tab:orange"),
-              "sac": ("o", "tab:red"), "base": ("*", "black")}
+              "sac": ("o", "tab:red"), "fold": ("v", "tab:green"), "base": ("*", "black")}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, name in ((axes[0], "ppl", "WikiText-2 test PPL"), (axes[1], "kld", "KLD vs base")):
         for method, (marker, colour) in styles.items():
