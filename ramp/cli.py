@@ -28,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     cal.add_argument("--out", type=Path, required=True, help="artifact directory to write")
 
-    srch = sub.add_parser("search", help="learn a per-layer bit allocation under a budget (SAC, greedy, uniform)")
+    srch = sub.add_parser("search", help="learn a per-layer bit allocation under a budget (SAC, PPO, greedy, uniform)")
     srch.add_argument("--model", default="default", help="`default`, a .gguf file or a HF directory")
     srch.add_argument("--out", type=Path, required=True, help="run directory (allocation, policy, log, plots)")
-    srch.add_argument("--algo", default="sac", choices=["sac", "greedy", "uniform"])
+    srch.add_argument("--algo", default="sac", choices=["sac", "ppo", "greedy", "uniform"])
     srch.add_argument("--budget", type=float, default=None,
                       help="target bits per weight of the quantizable layers, real bytes (default 4.5)")
     srch.add_argument("--ceiling", type=float, default=None, help="reward ceiling (default budget + 0.25)")

@@ -35,7 +35,7 @@ class SearchConfig:
     """Everything `ramp search` reads; saved as config.json in the output directory."""
 
     model: str = "default"
-    algo: str = "sac"                     # sac | greedy | uniform
+    algo: str = "sac"                     # sac | ppo | greedy | uniform
     actions: tuple[int, ...] = (3, 4, 5, 6)
     budget: float | None = None           # target bpw of the quantizable layers (default 4.5, real bytes)
     ceiling: float | None = None          # default budget + 0.25
@@ -98,7 +98,7 @@ class Context:
 
 def prepare(config: SearchConfig, out: Path) -> Context:
     """Calibrate (or reuse), load, fold if asked, check the budget, build the evaluator."""
-    if config.episodes < 1 and config.algo == "sac":
+    if config.episodes < 1 and config.algo in ("sac", "ppo"):
         raise UserError("--episodes must be at least 1")
     if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:
         raise UserError(f"--actions needs at least two distinct bit widths, got {list(config.actions)}")
@@ -171,6 +171,10 @@ def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
         from .sac_loop import train
 
         result = train(ctx, resume)
+    elif config.algo == "ppo":
+        from .ppo_loop import train
+
+        result = train(ctx, resume)
     elif config.algo == "greedy":
         from .greedy import greedy_search
 
@@ -178,7 +182,7 @@ def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
     elif config.algo == "uniform":
         result = uniform_search(ctx)
     else:
-        raise UserError(f"unknown --algo {config.algo!r}; use sac, greedy or uniform")
+        raise UserError(f"unknown --algo {config.algo!r}; use sac, ppo, greedy or uniform")
     return finish(ctx, result)
 
 
@@ -253,7 +257,7 @@ def finish(ctx: Context, result: dict) -> dict:
     return summary
 
 
-def policy_card(ctx: Context, agent: SAC, episodes: int) -> dict:
+def policy_card(ctx: Context, agent, episodes: int) -> dict:
     import torch
     import transformers
 
@@ -261,12 +265,12 @@ def policy_card(ctx: Context, agent: SAC, episodes: int) -> dict:
     return {"action_bits": list(ctx.config.actions), "architecture": cal.manifest["model"]["architecture"],
             "training_model": str(ctx.source.path), "training_model_sha256": cal.manifest["model"]["sha256"],
             "standardisation": cal.manifest["standardisation"], "budget": asdict(ctx.budget), "episodes": episodes,
-            "seed": ctx.config.seed, "sac": asdict(agent.config),
+            "seed": ctx.config.seed, "algo": ctx.config.algo, ctx.config.algo: asdict(agent.config),
             "versions": {"ramp": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
             "obs_dim": agent.obs_dim}
 
 
-def write_policy(ctx: Context, agent: SAC, episodes: int) -> Path:
+def write_policy(ctx: Context, agent, episodes: int) -> Path:
     return save_policy(ctx.out, "policy", agent.policy_state_dict(), policy_card(ctx, agent, episodes))
 
 

@@ -24,6 +24,7 @@ from .env import AllocationEnv, Budget, Outcome
 from .evaluator import make_evaluator
 from .policy_io import load_policy_card
 from .repair import repair
+from .ppo import load_policy as load_ppo_policy
 from .sac import load_policy
 
 
@@ -48,7 +49,7 @@ def transfer(policy: str, target: str, out: Path, budget: float | None = None, c
              seed: int = 0) -> dict:
     tensors, card = load_policy_card(policy)
     actions = tuple(card["action_bits"])
-    actor = load_policy(tensors)
+    actor = (load_ppo_policy if card.get("algo") == "ppo" else load_policy)(tensors)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source = resolve(target)

@@ -1,0 +1,98 @@
+"""The PPO episode loop of `ramp search --algo ppo`: sample, evaluate, update, log, checkpoint — resumable.
+
+Per episode the categorical policy picks a bit width for every layer (sampled, on-policy; no warm-up), the
+allocation is scored by the same evaluator and reward as SAC's, and after every `episodes_per_update` episodes
+the collected transitions go through GAE and the clipped PPO update.  Same outputs as the SAC loop: log.jsonl,
+checkpoint after every episode, the deterministic (argmax) rollout and the best feasible allocation seen.
+"""
+
+import json
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .env import index_to_action
+from .ppo import PPO, PPOConfig, gae
+from .search import Context, new_env, write_policy
+
+FIELDS = ("obs", "action", "logp", "value", "reward", "done")
+
+
+def _episode(env, agent: PPO, deterministic: bool = False) -> tuple[dict, dict]:
+    """One rollout; (transitions as arrays, the last step's info)."""
+    obs, rows = env.reset(), []
+    while True:
+        index, logp, value = agent.act(obs, deterministic)
+        next_obs, reward, done, info = env.step(index_to_action(index, agent.n_actions))
+        rows.append((obs, index, logp, value, reward, done))
+        obs = next_obs
+        if done:
+            return {name: np.array([row[i] for row in rows]) for i, name in enumerate(FIELDS)}, info
+
+
+def _update(agent: PPO, batch: list[dict]) -> dict:
+    """GAE over the batch's episodes, then the PPO update, single-threaded on CPU like SAC's updates."""
+    data = {name: np.concatenate([episode[name] for episode in batch]) for name in FIELDS}
+    adv, returns = gae(data["reward"], data["value"], data["done"], agent.config.gamma, agent.config.lam)
+    threads = torch.get_num_threads()
+    if agent.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return agent.update(data["obs"], data["action"], data["logp"], adv, returns)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def new_ppo(ctx: Context) -> PPO:
+    return PPO(11, len(ctx.config.actions), PPOConfig(**ctx.config.extra.get("ppo", {})), seed=ctx.config.seed)
+
+
+def train(ctx: Context, resume: bool) -> dict:
+    config = ctx.config
+    agent, env = new_ppo(ctx), new_env(ctx)
+    log_path = ctx.out / "log.jsonl"
+    state = checkpoint.load(ctx.out) if resume else None
+    start, best, batch = 0, None, []
+    if state is not None:
+        agent.load_state_dict(state["agent"])
+        start, best, batch = int(state["episode"]), state["best"], state["batch"]
+        lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
+        log_path.write_text("".join(line + "\n" for line in lines))
+        tqdm.write(f"resuming at episode {start} of {config.episodes}")
+    elif log_path.exists():
+        log_path.unlink()
+    bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search (ppo)", unit="ep")
+    for episode in bar:
+        started, eval_before = time.perf_counter(), ctx.eval_seconds
+        transitions, info = _episode(env, agent)
+        bits = info["bits"]
+        batch.append(transitions)
+        losses, update_start = {}, time.perf_counter()
+        if len(batch) >= agent.config.episodes_per_update:
+            losses, batch = _update(agent, batch), []
+        update_seconds = time.perf_counter() - update_start
+        outcome = info["outcome"]
+        feasible = ctx.feasible(outcome)
+        if feasible and (best is None or outcome.ppl < best["ppl"]):
+            best = {"ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw, "episode": episode, "bits": bits}
+        record = {"episode": episode, "reward": float(transitions["reward"].sum()), "r_quality": info["r_quality"],
+                  "r_budget": info["r_budget"], "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
+                  "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,
+                  "warmup": False, **losses, "seconds": time.perf_counter() - started,
+                  "eval_seconds": ctx.eval_seconds - eval_before, "update_seconds": update_seconds, "bits": bits}
+        with open(log_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        checkpoint.save(ctx.out, {"agent": agent.state_dict(), "episode": episode + 1, "best": best,
+                                  "batch": batch})
+        bar.set_postfix(ppl=f"{outcome.ppl:.2f}", bpw=f"{outcome.bpw:.2f}",
+                        best=f"{best['ppl']:.2f}" if best else "-")
+    _, info = _episode(env, agent, deterministic=True)
+    write_policy(ctx, agent, config.episodes)
+    allocations = {"deterministic": info["bits"]}
+    if best is not None:
+        allocations["best"] = best["bits"]
+    return {"allocations": allocations, "chosen": "best" if best is not None else "deterministic",
+            "episodes": config.episodes, "best_episode": best["episode"] if best else None}

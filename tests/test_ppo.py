@@ -1,0 +1,109 @@
+"""The PPO agent: GAE by hand, it learns a contextual bandit, exact restore, and `ramp search --algo ppo` end to end."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.errors import run_cli
+from ramp.cli import main as ramp_main
+from ramp.ppo import PPO, PPOConfig, gae, load_policy
+from ramp.search import SearchConfig, run
+
+
+def test_gae_matches_hand_computation():
+    rewards, values = np.array([0.0, 0.0, 3.0]), np.array([1.0, 2.0, 2.5])
+    dones = np.array([False, False, True])
+    adv, ret = gae(rewards, values, dones, gamma=1.0, lam=1.0)   # Monte Carlo: R - V(s_t)
+    assert adv == pytest.approx([2.0, 1.0, 0.5]) and ret == pytest.approx([3.0, 3.0, 3.0])
+    adv, _ = gae(rewards, values, dones, gamma=0.5, lam=0.5)
+    d = [0 + 0.5 * 2.0 - 1.0, 0 + 0.5 * 2.5 - 2.0, 3.0 - 2.5]      # TD errors
+    assert adv == pytest.approx([d[0] + 0.25 * (d[1] + 0.25 * d[2]), d[1] + 0.25 * d[2], d[2]])
+    # an episode boundary stops the recursion
+    adv, _ = gae(np.array([1.0, 1.0]), np.array([0.0, 0.0]), np.array([True, True]), 1.0, 1.0)
+    assert adv == pytest.approx([1.0, 1.0])
+
+
+def test_ppo_learns_a_contextual_bandit():
+    """Reward 1 for the action that names the tertile of the first feature, 0 otherwise."""
+    rng = np.random.default_rng(0)
+    agent = PPO(3, 3, PPOConfig(minibatch=32, lr=3e-3, ent_coef=0.0), seed=0)
+
+    def right(o):
+        return int(o[0] > -0.43) + int(o[0] > 0.43)
+
+    def accuracy():  # probability the sampled action is right, on fresh observations
+        obs = rng.normal(size=(200, 3)).astype(np.float32)
+        with torch.no_grad():
+            probs = agent.actor(torch.as_tensor(obs)).softmax(-1).numpy()
+        return np.mean([p[right(o)] for p, o in zip(probs, obs)])
+
+    before = accuracy()
+    for _ in range(25):
+        obs = rng.normal(size=(64, 3)).astype(np.float32)
+        acts = [agent.act(o) for o in obs]
+        rewards = np.array([float(a[0] == right(o)) for a, o in zip(acts, obs)])
+        values = np.array([a[2] for a in acts])
+        adv, ret = gae(rewards, values, np.ones(64, dtype=bool), 1.0, 0.95)
+        losses = agent.update(obs, [a[0] for a in acts], [a[1] for a in acts], adv, ret)
+    assert set(losses) == {"policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"}
+    assert before == pytest.approx(1 / 3, abs=0.02) and accuracy() > 0.85
+
+
+def test_restored_agent_continues_exactly(tmp_path):
+    def step(agent, seed):
+        obs = np.random.default_rng(seed).normal(size=(16, 11)).astype(np.float32)
+        acts = [agent.act(o) for o in obs]
+        adv = np.linspace(-1, 1, 16)
+        return acts, agent.update(obs, [a[0] for a in acts], [a[1] for a in acts], adv, adv)
+
+    a = PPO(11, 4, seed=3)
+    step(a, 0)
+    torch.save(a.state_dict(), tmp_path / "s.pt")
+    b = PPO(11, 4, seed=99)
+    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert step(a, 1) == step(b, 1)
+    actor = load_policy(a.policy_state_dict())
+    obs = np.random.default_rng(5).normal(size=(8, 11)).astype(np.float32)
+    centres = -1 + (2 * np.array([a.act(o, deterministic=True)[0] for o in obs]) + 1) / 4
+    assert actor.deterministic(obs) == pytest.approx(centres)
+    with pytest.raises(ValueError, match="n_actions"):
+        PPO(11, 3).load_state_dict(a.state_dict())
+
+
+@pytest.fixture(scope="module")
+def tiny_cal(tiny_llama_dir, tmp_path_factory):
+    return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64),
+                     tmp_path_factory.mktemp("ppo-cal") / "cal")
+
+
+def test_ppo_search_end_to_end_resumes_and_transfers(tiny_llama_dir, tiny_cal, tmp_path):
+    argv = ["search", "--algo", "ppo", "--model", str(tiny_llama_dir), "--calibration", str(tiny_cal.path),
+            "--episodes", "5", "--eval-samples", "2", "--eval-seq-len", "64", "--out", str(tmp_path / "a")]
+    assert run_cli(ramp_main, argv) == 0
+    out = tmp_path / "a"
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in records] == list(range(5))
+    for key in ("reward", "ppl", "bpw", "policy_loss", "value_loss", "entropy", "approx_kl"):
+        assert all(np.isfinite(r[key]) for r in records), key
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "ppo" and summary["allocations"][summary["chosen"]]["feasible"]
+    card = json.loads((out / "policy.json").read_text())
+    assert card["algo"] == "ppo" and card["ppo"]["clip"] == 0.2
+    # 3 episodes, then resume to 5: the same log as the straight run
+    config = SearchConfig(model=str(tiny_llama_dir), algo="ppo", calibration=str(tiny_cal.path), episodes=3,
+                          eval_samples=2, eval_seq_len=64)
+    run(config, tmp_path / "b")
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    (tmp_path / "b" / "config.json").write_text(json.dumps(saved | {"episodes": 5}))
+    run(config, tmp_path / "b", resume=True)
+    resumed = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [(r["bits"], r["reward"]) for r in resumed] == [(r["bits"], r["reward"]) for r in records]
+    # a PPO policy transfers like a SAC one
+    argv = ["transfer", "--policy", str(out / "policy.safetensors"), "--target", str(tiny_llama_dir),
+            "--calibration", str(tiny_cal.path), "--no-eval", "--out", str(tmp_path / "t")]
+    assert run_cli(ramp_main, argv) == 0
+    assert json.loads((Path(tmp_path) / "t" / "transfer.json").read_text())["bpw"] <= 4.5 + 1e-9
