@@ -3,8 +3,8 @@
     python benchmarks/convergence.py [--model smollm2-135m] [--variants sac:quality-first,sac:linear,sac:naive]
                                      [--seeds 0,1,2] [--episodes 200] [--budget 4.5] [--no-bench] [--quick]
 
-Each variant `ALGO:REWARD` is a `ramp search --algo ALGO --reward REWARD` run per seed, all on one calibration,
-one evaluator (WikiText-2 validation windows) and one budget.  From each search's log.jsonl:
+Each variant `ALGO:REWARD[:BUDGET_MODE]` is a `ramp search --algo ALGO --reward REWARD --budget-mode MODE` run
+per seed, all on one calibration, one evaluator (WikiText-2 validation windows) and one budget.  From each search's log.jsonl:
   * best-so-far validation PPL among episodes within budget, against episodes (the curve, mean and band over seeds);
   * episodes to convergence: the first episode after which the best-so-far stays within `--tolerance` of its final
     value (a seed that never finds an in-budget allocation counts as not converged);
@@ -36,7 +36,8 @@ from pareto import model_spec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--variants", default="sac:quality-first,sac:linear,sac:naive", help="ALGO:REWARD,...")
+    parser.add_argument("--variants", default="sac:quality-first,sac:linear,sac:naive",
+                        help="ALGO:REWARD[:BUDGET_MODE],... (budget mode reward, the default, or repair)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--budget", type=float, default=4.5, help="real bits per weight of the quantizable layers")
@@ -51,7 +52,7 @@ def main() -> None:
     name = f"convergence_{tag}" + ("_quick" if args.quick else "")
     spec = model_spec(args.model)
     steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
-    variants = [tuple(v.split(":")) for v in args.variants.split(",")]
+    variants = [(v.split(":") + ["reward"])[:3] for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     episodes = 4 if args.quick else args.episodes
     search_args = ["--episodes", str(episodes), *(
@@ -63,15 +64,17 @@ def main() -> None:
     base = base_gguf(spec, steps.work)
 
     runs = {}
-    for algo, reward in variants:
+    for algo, reward, mode in variants:
         for seed in seeds:
-            key = f"{algo}-{reward}-s{seed}"
+            key = f"{algo}-{reward}" + ("" if mode == "reward" else f"-{mode}") + f"-s{seed}"
             out = steps.work / key
             resume = ["--resume"] if (out / "checkpoint.pt").exists() and not (out / "summary.json").exists() else []
             steps.run(f"search_{key}", [BIN / "ramp", "search", "--model", spec, "--algo", algo, "--reward", reward,
-                                        "--budget", str(args.budget), "--calibration", cal, "--seed", str(seed),
+                                        "--budget-mode", mode, "--budget", str(args.budget), "--calibration", cal,
+                                        "--seed", str(seed),
                                         *search_args, "--out", out, *resume], out / "summary.json")
-            run = _curve(out, args.tolerance) | {"variant": f"{algo}:{reward}", "seed": seed,
+            variant = f"{algo}:{reward}" + ("" if mode == "reward" else f":{mode}")
+            run = _curve(out, args.tolerance) | {"variant": variant, "seed": seed,
                                                  "seconds": steps.seconds[f"search_{key}"]}
             if not args.no_bench:
                 report = steps.export_and_bench(key, spec, ["--allocation", out / "allocation.json"], cal, base,

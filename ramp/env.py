@@ -4,7 +4,10 @@ State: the layer's 11-dim embedding with columns 10-11 (previous bits / 8, runni
 filled as the episode goes, standardised per model (eq. 13).  Action: a continuous scalar in
 [-1, 1] (the tanh-squashed SAC output) mapped to a bit width of the action set by equal-width bins.
 Reward: 0 until the last layer, then eq. 21 from the allocation's perplexity and its bits per
-weight — real bytes after llama.cpp's fallbacks unless the budget counts nominal bits.
+weight — real bytes after llama.cpp's fallbacks unless the budget counts nominal bits.  With a
+`constrain` function (budget mode "repair") an allocation over budget is first lowered to the budget
+and the lowered one is scored, so every episode ends within budget (HAQ's way of enforcing a resource
+constraint); eq. 20 then never charges anything.
 """
 
 from collections.abc import Callable
@@ -53,7 +56,7 @@ class AllocationEnv:
 
     def __init__(self, embedding: np.ndarray, mean: np.ndarray, std: np.ndarray, action_bits: tuple[int, ...],
                  score: Callable[[list[int]], Outcome], ppl_base: float, budget: Budget,
-                 reward: str = "quality-first"):
+                 reward: str = "quality-first", constrain: Callable[[list[int]], tuple[list[int], int]] | None = None):
         assert embedding.ndim == 2 and embedding.shape[1] == 11, embedding.shape
         self.embedding = np.asarray(embedding, dtype=np.float64).copy()
         self.mean = np.asarray(mean, dtype=np.float64).copy()
@@ -65,6 +68,7 @@ class AllocationEnv:
         self.budget = budget
         self.quality_term, self.budget_term = reward_terms(reward)
         self.n_layers = len(self.embedding)
+        self.constrain = constrain  # budget mode "repair": (bits) -> (bits within budget, layers lowered)
         self.bits: list[int] = []
 
     def observation(self) -> np.ndarray:
@@ -83,8 +87,10 @@ class AllocationEnv:
         self.bits.append(self.action_bits[action_to_index(action, len(self.action_bits))])
         if len(self.bits) < self.n_layers:
             return self.observation(), 0.0, False, {}
-        outcome = self.score(list(self.bits))
+        bits, lowered = self.constrain(list(self.bits)) if self.constrain else (list(self.bits), 0)
+        outcome = self.score(bits)
         r_q = self.quality_term(outcome.ppl, self.ppl_base)
         r_b = self.budget_term(outcome.bpw, self.budget.target, self.budget.ceiling)
-        info = {"outcome": outcome, "bits": list(self.bits), "r_quality": r_q, "r_budget": r_b}
+        info = {"outcome": outcome, "bits": bits, "policy_bits": list(self.bits), "repaired_layers": lowered,
+                "r_quality": r_q, "r_budget": r_b}
         return np.zeros(11, dtype=np.float32), r_q + r_b, True, info

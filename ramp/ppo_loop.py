@@ -82,7 +82,8 @@ def train(ctx: Context, resume: bool) -> dict:
                   "r_budget": info["r_budget"], "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
                   "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,
                   "warmup": False, **losses, "seconds": time.perf_counter() - started,
-                  "eval_seconds": ctx.eval_seconds - eval_before, "update_seconds": update_seconds, "bits": bits}
+                  "eval_seconds": ctx.eval_seconds - eval_before, "update_seconds": update_seconds, "bits": bits,
+                  "repaired_layers": info["repaired_layers"]}
         with open(log_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         checkpoint.save(ctx.out, {"agent": agent.state_dict(), "episode": episode + 1, "best": best,

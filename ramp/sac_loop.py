@@ -72,7 +72,8 @@ def train(ctx: Context, resume: bool) -> dict:
                   "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,
                   "warmup": warm, "alpha": agent.alpha, **_mean_losses(losses),
                   "seconds": time.perf_counter() - started, "eval_seconds": ctx.eval_seconds - eval_before,
-                  "update_seconds": update_seconds, "bits": bits}
+                  "update_seconds": update_seconds, "bits": bits,
+                  "repaired_layers": info["repaired_layers"]}
         with open(log_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         checkpoint.save(ctx.out, {"agent": agent.state_dict(), "buffer": buffer.state_dict(),

@@ -45,6 +45,7 @@ class SearchConfig:
     warmup_episodes: int = 20
     updates_per_episode: int | None = UPDATES_PER_EPISODE  # None: one per layer (CleanRL's ratio)
     reward: str = "quality-first"         # quality-first (eq. 19-21) | linear | naive (table 20's ablation)
+    budget_mode: str = "reward"           # reward: eq. 20 steers (the paper); repair: lowered to budget, then scored
     credit: str = "episode"               # episode: every layer gets the final reward; terminal: the paper's
     eval_samples: int = EVAL_SAMPLES
     eval_seq_len: int = EVAL_SEQ_LEN
@@ -103,6 +104,8 @@ def prepare(config: SearchConfig, out: Path) -> Context:
     if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:
         raise UserError(f"--actions needs at least two distinct bit widths, got {list(config.actions)}")
     reward_terms(config.reward)  # an unknown reward fails before any work
+    if config.budget_mode not in ("reward", "repair"):
+        raise UserError(f"unknown --budget-mode {config.budget_mode!r}; use reward or repair")
     source = resolve(config.model)
     cal_dir = Path(config.calibration) if config.calibration else out / "calibration"
     if config.calibration and not (cal_dir / artifact.MANIFEST).exists():
@@ -282,10 +285,16 @@ def new_agent(ctx: Context) -> tuple[SAC, ReplayBuffer]:
 
 
 def new_env(ctx: Context) -> AllocationEnv:
+    from .repair import repair
+
     cal = ctx.calibration
+    constrain = None
+    if ctx.config.budget_mode == "repair":
+        def constrain(bits):
+            return repair(bits, ctx.layers, ctx.config.actions, ctx.budget)
     return AllocationEnv(cal.embedding, cal.tensors["embedding_mean"], cal.tensors["embedding_std"],
                          ctx.config.actions, lambda bits: ctx.outcome(bits)[1], ctx.base.ppl, ctx.budget,
-                         ctx.config.reward)
+                         ctx.config.reward, constrain)
 
 
 def rollout(env: AllocationEnv, act) -> tuple[list[int], float, dict]:

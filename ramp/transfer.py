@@ -23,8 +23,8 @@ from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN
 from .env import AllocationEnv, Budget, Outcome
 from .evaluator import make_evaluator
 from .policy_io import load_policy_card
-from .repair import repair
 from .ppo import load_policy as load_ppo_policy
+from .repair import repair
 from .sac import load_policy
 
 

@@ -94,3 +94,15 @@ def test_env_pays_the_chosen_reward():
         if e is env:
             first = r
     assert r != first and info["r_budget"] == pytest.approx(-2.0 * (info["outcome"].bpw - 4.5))
+
+
+def test_repair_mode_scores_the_lowered_allocation():
+    env, calls = _env()
+    lowered = AllocationEnv(env.embedding, env.mean, env.std, env.action_bits, env.score, env.ppl_base, env.budget,
+                            constrain=lambda bits: ([min(b, 4) for b in bits], sum(b > 4 for b in bits)))
+    lowered.reset()
+    for a in (1.0, -1.0, 0.1):   # 6, 3, 5 bits
+        _, r, done, info = lowered.step(a)
+    assert done and calls == [[4, 3, 4]]          # only the lowered allocation is evaluated
+    assert info["bits"] == [4, 3, 4] and info["policy_bits"] == [6, 3, 5] and info["repaired_layers"] == 2
+    assert info["r_budget"] == 0.0 and r == pytest.approx(quality_reward(20.0 + 6 - 11 / 3, 20.0))

@@ -179,3 +179,16 @@ def test_search_with_an_ablation_reward(tiny_llama_dir, tiny_cal, tmp_path):
     with pytest.raises(SystemExit) as exc:
         ramp_main(["search", "--reward", "accuracy", "--out", str(tmp_path / "x")])
     assert exc.value.code == 2 and not (tmp_path / "x").exists()
+
+
+def test_repair_budget_mode_keeps_every_episode_within_budget(tiny_llama_dir, tiny_cal, tmp_path):
+    out = tmp_path / "repair"
+    run(_config(tiny_llama_dir, tiny_cal, budget=3.8, budget_mode="repair", episodes=4), out)
+    records = _log(out)
+    assert all(r["feasible"] and r["bpw"] <= 3.8 + 1e-9 and r["r_budget"] == 0.0 for r in records)
+    assert any(r["repaired_layers"] > 0 for r in records)   # random warm-up actions overshoot 3.8 bpw
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chosen"] == "best" and summary["allocations"]["deterministic"]["feasible"]
+    with pytest.raises(SystemExit) as exc:
+        ramp_main(["search", "--budget-mode", "clip", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
