@@ -3,8 +3,9 @@
     python benchmarks/convergence.py [--model smollm2-135m] [--variants sac:quality-first,sac:linear,sac:naive]
                                      [--seeds 0,1,2] [--episodes 200] [--budget 4.5] [--no-bench] [--quick]
 
-Each variant `ALGO:REWARD[:BUDGET_MODE]` is a `ramp search --algo ALGO --reward REWARD --budget-mode MODE` run
-per seed, all on one calibration, one evaluator (WikiText-2 validation windows) and one budget.  From each search's log.jsonl:
+Each variant `ALGO:REWARD[:BUDGET_MODE[:QUALITY]]` is a `ramp search --algo ALGO --reward REWARD --budget-mode MODE
+--quality QUALITY` run per seed, all on one calibration, one evaluator (WikiText-2 validation windows) and one
+budget.  From each search's log.jsonl:
   * best-so-far validation PPL among episodes within budget, against episodes (the curve, mean and band over seeds);
   * episodes to convergence: the first episode after which the best-so-far stays within `--tolerance` of its final
     value (a seed that never finds an in-budget allocation counts as not converged);
@@ -37,7 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--variants", default="sac:quality-first,sac:linear,sac:naive",
-                        help="ALGO:REWARD[:BUDGET_MODE],... (budget mode reward, the default, or repair)")
+                        help="ALGO:REWARD[:BUDGET_MODE[:QUALITY]],... (budget mode reward (default) or repair; "
+                             "quality ppl (default) or kld)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--budget", type=float, default=4.5, help="real bits per weight of the quantizable layers")
@@ -52,7 +54,7 @@ def main() -> None:
     name = f"convergence_{tag}" + ("_quick" if args.quick else "")
     spec = model_spec(args.model)
     steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
-    variants = [(v.split(":") + ["reward"])[:3] for v in args.variants.split(",")]
+    variants = [(v.split(":") + ["reward", "ppl"][len(v.split(":")) - 2:])[:4] for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     episodes = 4 if args.quick else args.episodes
     search_args = ["--episodes", str(episodes), *(
@@ -64,16 +66,18 @@ def main() -> None:
     base = base_gguf(spec, steps.work)
 
     runs = {}
-    for algo, reward, mode in variants:
+    for algo, reward, mode, quality in variants:
+        suffix = ("" if mode == "reward" else f"-{mode}") + ("" if quality == "ppl" else f"-{quality}")
         for seed in seeds:
-            key = f"{algo}-{reward}" + ("" if mode == "reward" else f"-{mode}") + f"-s{seed}"
+            key = f"{algo}-{reward}{suffix}-s{seed}"
             out = steps.work / key
             resume = ["--resume"] if (out / "checkpoint.pt").exists() and not (out / "summary.json").exists() else []
             steps.run(f"search_{key}", [BIN / "ramp", "search", "--model", spec, "--algo", algo, "--reward", reward,
-                                        "--budget-mode", mode, "--budget", str(args.budget), "--calibration", cal,
+                                        "--budget-mode", mode, "--quality", quality, "--budget", str(args.budget),
+                                        "--calibration", cal,
                                         "--seed", str(seed),
                                         *search_args, "--out", out, *resume], out / "summary.json")
-            variant = f"{algo}:{reward}" + ("" if mode == "reward" else f":{mode}")
+            variant = f"{algo}:{reward}" + suffix.replace("-", ":")
             run = _curve(out, args.tolerance) | {"variant": variant, "seed": seed,
                                                  "seconds": steps.seconds[f"search_{key}"]}
             if not args.no_bench:
@@ -106,7 +110,8 @@ def _curve(out: Path, tolerance: float) -> dict:
     if math.isfinite(final):
         converged = next(i + 1 for i, value in enumerate(curve) if value <= final * (1 + tolerance))
     return {"curve": [v if math.isfinite(v) else None for v in curve], "final_ppl": final if math.isfinite(final)
-            else None, "converged_episode": converged, "feasible_fraction": sum(r["feasible"] for r in log) / len(log),
+            else None, "final_kld": min((r["kld"] for r in log if r["feasible"]), default=None),
+            "converged_episode": converged, "feasible_fraction": sum(r["feasible"] for r in log) / len(log),
             "mean_bpw": statistics.fmean(r["bpw"] for r in log)}
 
 
@@ -120,6 +125,7 @@ def _summaries(runs: dict) -> dict:
             "seeds": len(members), "seeds_in_budget": len(finals),
             "final_ppl_mean": statistics.fmean(finals) if finals else None,
             "final_ppl_var": statistics.variance(finals) if len(finals) > 1 else None,
+            "final_kld_mean": statistics.fmean(r["final_kld"] for r in members) if finals else None,
             "converged_mean": statistics.fmean(conv) if len(conv) == len(members) else None,
             "converged": conv,
             "feasible_fraction": statistics.fmean(r["feasible_fraction"] for r in members),
@@ -139,17 +145,19 @@ def _fmt(value, spec: str) -> str:
 def _markdown(r: dict) -> str:
     lines = [f"# Convergence: `{r['model']}`" + (" (quick smoke run)" if r["quick"] else ""), "",
              f"Budget {r['budget_bpw']} real bpw of the quantizable layers, {r['episodes']} episodes per search. "
-             f"Validation PPL = the search's evaluator (WikiText-2 validation windows); converged = first episode whose "
-             f"best in-budget PPL is within {100 * r['tolerance']:.0f} % of the search's final best (— if a seed never "
-             "found an in-budget allocation); variance over seeds of the final best validation PPL."
+             "Validation PPL = the search's evaluator (WikiText-2 validation windows); converged = first episode "
+             f"whose best in-budget PPL is within {100 * r['tolerance']:.0f} % of the search's final best "
+             "(— if a seed never found an in-budget allocation); variance over seeds of the final best validation PPL."
              + (f" Test = the chosen file in llama.cpp, {r['test_text']}." if r["test_text"] else ""), "",
-             ("| variant | seeds in budget | converged (episode) | final val PPL | variance | in-budget episodes | "
-             "test PPL | test KLD | minutes/search |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             ("| variant | seeds in budget | converged (episode) | final val PPL | variance | best val KLD | "
+             "in-budget episodes | test PPL | test KLD | minutes/search |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for variant, s in r["variants"].items():
         test = (f"{s['test_ppl_mean']:.3f} ± {s['test_ppl_sd']:.3f}" if "test_ppl_mean" in s else "—")
         lines.append(f"| {variant} | {s['seeds_in_budget']}/{s['seeds']} | {_fmt(s['converged_mean'], '.0f')} "
                      f"({', '.join(map(str, s['converged']))}) | {_fmt(s['final_ppl_mean'], '.3f')} | "
-                     f"{_fmt(s['final_ppl_var'], '.4f')} | {100 * s['feasible_fraction']:.0f} % | {test} | "
+                     f"{_fmt(s['final_ppl_var'], '.4f')} | {_fmt(s['final_kld_mean'], '.4f')} | "
+                     f"{100 * s['feasible_fraction']:.0f} % | {test} | "
                      f"{_fmt(s.get('test_kld_mean'), '.4f')} | {s['seconds_mean'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--budget-mode", default="reward", choices=["reward", "repair"],
                       help="reward: the budget term of eq. 20 steers the agent (the paper, default); repair: an "
                            "allocation over budget is lowered to it before scoring, so every episode is feasible")
+    srch.add_argument("--quality", default="ppl", choices=["ppl", "kld"],
+                      help="ppl: eq. 19 on the evaluator's perplexity (the paper, default); kld: on PPL_base*exp(KLD), "
+                           "and the best allocation is the one with the lowest KLD")
     srch.add_argument("--credit", default="episode", choices=["episode", "terminal"],
                       help="episode: every layer's transition carries the episode reward (default, learns); "
                            "terminal: reward on the last layer only, bootstrapped (the paper's eq. 18)")
@@ -122,7 +125,7 @@ def _search(args) -> int:
                           ceiling=args.ceiling, nominal_bits=args.nominal_bits, target_size=args.target_size,
                           episodes=args.episodes, warmup_episodes=args.warmup_episodes,
                           updates_per_episode=args.updates_per_episode, reward=args.reward, credit=args.credit,
-                          budget_mode=args.budget_mode,
+                          budget_mode=args.budget_mode, quality=args.quality,
                           eval_samples=args.eval_samples,
                           eval_seq_len=args.eval_seq_len, calibration=args.calibration,
                           calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,

@@ -7,9 +7,12 @@ Reward: 0 until the last layer, then eq. 21 from the allocation's perplexity and
 weight — real bytes after llama.cpp's fallbacks unless the budget counts nominal bits.  With a
 `constrain` function (budget mode "repair") an allocation over budget is first lowered to the budget
 and the lowered one is scored, so every episode ends within budget (HAQ's way of enforcing a resource
-constraint); eq. 20 then never charges anything.
+constraint); eq. 20 then never charges anything.  With quality "kld" eq. 19 is fed PPL_base·exp(KLD)
+instead of the measured perplexity: the KL divergence to the base on the same tokens is a far less
+noisy signal than perplexity on a few hundred tokens (see benchmarks/RESULTS.md).
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,7 +59,8 @@ class AllocationEnv:
 
     def __init__(self, embedding: np.ndarray, mean: np.ndarray, std: np.ndarray, action_bits: tuple[int, ...],
                  score: Callable[[list[int]], Outcome], ppl_base: float, budget: Budget,
-                 reward: str = "quality-first", constrain: Callable[[list[int]], tuple[list[int], int]] | None = None):
+                 reward: str = "quality-first", constrain: Callable[[list[int]], tuple[list[int], int]] | None = None,
+                 quality: str = "ppl"):
         assert embedding.ndim == 2 and embedding.shape[1] == 11, embedding.shape
         self.embedding = np.asarray(embedding, dtype=np.float64).copy()
         self.mean = np.asarray(mean, dtype=np.float64).copy()
@@ -69,6 +73,7 @@ class AllocationEnv:
         self.quality_term, self.budget_term = reward_terms(reward)
         self.n_layers = len(self.embedding)
         self.constrain = constrain  # budget mode "repair": (bits) -> (bits within budget, layers lowered)
+        self.quality = quality      # "kld": eq. 19 sees PPL_base * exp(KLD) instead of the measured PPL
         self.bits: list[int] = []
 
     def observation(self) -> np.ndarray:
@@ -89,7 +94,8 @@ class AllocationEnv:
             return self.observation(), 0.0, False, {}
         bits, lowered = self.constrain(list(self.bits)) if self.constrain else (list(self.bits), 0)
         outcome = self.score(bits)
-        r_q = self.quality_term(outcome.ppl, self.ppl_base)
+        ppl = outcome.ppl if self.quality == "ppl" else self.ppl_base * math.exp(outcome.kld)
+        r_q = self.quality_term(ppl, self.ppl_base)
         r_b = self.budget_term(outcome.bpw, self.budget.target, self.budget.ceiling)
         info = {"outcome": outcome, "bits": bits, "policy_bits": list(self.bits), "repaired_layers": lowered,
                 "r_quality": r_q, "r_budget": r_b}

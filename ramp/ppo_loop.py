@@ -61,6 +61,8 @@ def train(ctx: Context, resume: bool) -> dict:
         start, best, batch = int(state["episode"]), state["best"], state["batch"]
         lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
         log_path.write_text("".join(line + "\n" for line in lines))
+        if best is not None:  # checkpoints from before --quality ranked by perplexity
+            best.setdefault("loss", best["ppl"])
         tqdm.write(f"resuming at episode {start} of {config.episodes}")
     elif log_path.exists():
         log_path.unlink()
@@ -76,8 +78,9 @@ def train(ctx: Context, resume: bool) -> dict:
         update_seconds = time.perf_counter() - update_start
         outcome = info["outcome"]
         feasible = ctx.feasible(outcome)
-        if feasible and (best is None or outcome.ppl < best["ppl"]):
-            best = {"ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw, "episode": episode, "bits": bits}
+        if feasible and (best is None or ctx.loss(outcome) < best["loss"]):
+            best = {"ppl": outcome.ppl, "kld": outcome.kld, "loss": ctx.loss(outcome), "bpw": outcome.bpw,
+                    "episode": episode, "bits": bits}
         record = {"episode": episode, "reward": float(transitions["reward"].sum()), "r_quality": info["r_quality"],
                   "r_budget": info["r_budget"], "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
                   "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,

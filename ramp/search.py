@@ -46,6 +46,7 @@ class SearchConfig:
     updates_per_episode: int | None = UPDATES_PER_EPISODE  # None: one per layer (CleanRL's ratio)
     reward: str = "quality-first"         # quality-first (eq. 19-21) | linear | naive (table 20's ablation)
     budget_mode: str = "reward"           # reward: eq. 20 steers (the paper); repair: lowered to budget, then scored
+    quality: str = "ppl"                  # ppl: eq. 19 on the evaluator's perplexity (the paper); kld: on exp(KLD)
     credit: str = "episode"               # episode: every layer gets the final reward; terminal: the paper's
     eval_samples: int = EVAL_SAMPLES
     eval_seq_len: int = EVAL_SEQ_LEN
@@ -96,6 +97,10 @@ class Context:
     def feasible(self, outcome: Outcome) -> bool:
         return outcome.bpw <= self.budget.target + 1e-9
 
+    def loss(self, outcome: Outcome) -> float:
+        """What the search minimises among feasible allocations: perplexity, or KL divergence to the base."""
+        return outcome.kld if self.config.quality == "kld" else outcome.ppl
+
 
 def prepare(config: SearchConfig, out: Path) -> Context:
     """Calibrate (or reuse), load, fold if asked, check the budget, build the evaluator."""
@@ -104,6 +109,8 @@ def prepare(config: SearchConfig, out: Path) -> Context:
     if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:
         raise UserError(f"--actions needs at least two distinct bit widths, got {list(config.actions)}")
     reward_terms(config.reward)  # an unknown reward fails before any work
+    if config.quality not in ("ppl", "kld"):
+        raise UserError(f"unknown --quality {config.quality!r}; use ppl or kld")
     if config.budget_mode not in ("reward", "repair"):
         raise UserError(f"unknown --budget-mode {config.budget_mode!r}; use reward or repair")
     source = resolve(config.model)
@@ -214,11 +221,11 @@ def finish(ctx: Context, result: dict) -> dict:
         result["allocations"][label], result["chosen"] = bits, label
         _log(f"no allocation within the budget was found; the {chosen} one was repaired by lowering {lowered} layers")
         # never hand out something worse than a uniform allocation that fits the same budget
-        best_ppl = ctx.outcome(bits)[1].ppl
+        best_loss = ctx.loss(ctx.outcome(bits)[1])
         for b in ctx.config.actions:
             outcome = ctx.outcome([b] * len(ctx.layers))[1]
-            if ctx.feasible(outcome) and outcome.ppl < best_ppl:
-                best_ppl, result["chosen"] = outcome.ppl, f"uniform-{b}"
+            if ctx.feasible(outcome) and ctx.loss(outcome) < best_loss:
+                best_loss, result["chosen"] = ctx.loss(outcome), f"uniform-{b}"
                 result["allocations"][f"uniform-{b}"] = [b] * len(ctx.layers)
         if result["chosen"] != label:
             _log(f"uniform {result['chosen'][8:]} bits beats the repaired allocation within the budget; it is chosen")
@@ -294,7 +301,7 @@ def new_env(ctx: Context) -> AllocationEnv:
             return repair(bits, ctx.layers, ctx.config.actions, ctx.budget)
     return AllocationEnv(cal.embedding, cal.tensors["embedding_mean"], cal.tensors["embedding_std"],
                          ctx.config.actions, lambda bits: ctx.outcome(bits)[1], ctx.base.ppl, ctx.budget,
-                         ctx.config.reward, constrain)
+                         ctx.config.reward, constrain, ctx.config.quality)
 
 
 def rollout(env: AllocationEnv, act) -> tuple[list[int], float, dict]:

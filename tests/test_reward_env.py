@@ -106,3 +106,14 @@ def test_repair_mode_scores_the_lowered_allocation():
     assert done and calls == [[4, 3, 4]]          # only the lowered allocation is evaluated
     assert info["bits"] == [4, 3, 4] and info["policy_bits"] == [6, 3, 5] and info["repaired_layers"] == 2
     assert info["r_budget"] == 0.0 and r == pytest.approx(quality_reward(20.0 + 6 - 11 / 3, 20.0))
+
+
+def test_kld_quality_feeds_eq19_the_divergence():
+    env, _ = _env()
+    kld = AllocationEnv(env.embedding, env.mean, env.std, env.action_bits, env.score, env.ppl_base, env.budget,
+                        quality="kld")
+    kld.reset()
+    for a in (-1.0, -1.0, -1.0):
+        _, r, _, info = kld.step(a)
+    assert info["r_quality"] == pytest.approx(quality_reward(20.0 * np.exp(0.1), 20.0))   # the score's KLD is 0.1
+    assert info["r_quality"] == pytest.approx(-5.0 * (np.exp(0.1) - 1))

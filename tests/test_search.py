@@ -192,3 +192,13 @@ def test_repair_budget_mode_keeps_every_episode_within_budget(tiny_llama_dir, ti
     with pytest.raises(SystemExit) as exc:
         ramp_main(["search", "--budget-mode", "clip", "--out", str(tmp_path / "x")])
     assert exc.value.code == 2
+
+
+def test_kld_quality_chooses_the_lowest_divergence(tiny_llama_dir, tiny_cal, tmp_path):
+    out = tmp_path / "kld"
+    run(_config(tiny_llama_dir, tiny_cal, quality="kld", episodes=5), out)
+    records = [r for r in _log(out) if r["feasible"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chosen"] == "best" and records
+    assert summary["allocations"]["best"]["kld"] == min(r["kld"] for r in records)
+    assert json.loads((out / "config.json").read_text())["quality"] == "kld"
