@@ -125,7 +125,8 @@ def _summaries(runs: dict) -> dict:
             "seeds": len(members), "seeds_in_budget": len(finals),
             "final_ppl_mean": statistics.fmean(finals) if finals else None,
             "final_ppl_var": statistics.variance(finals) if len(finals) > 1 else None,
-            "final_kld_mean": statistics.fmean(r["final_kld"] for r in members) if finals else None,
+            "final_kld_mean": statistics.fmean(r["final_kld"] for r in members if r["final_kld"] is not None)
+            if finals else None,
             "converged_mean": statistics.fmean(conv) if len(conv) == len(members) else None,
             "converged": conv,
             "feasible_fraction": statistics.fmean(r["feasible_fraction"] for r in members),
