@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--tasks", default=TASKS)
     parser.add_argument("--limit", type=int, default=100,
-                        help="first N items of each task, the same for every row (100: ~2.5 of the ~4.5 minutes a row "
+                        help="first N items of each task, the same for every row (100: ~2.4 of the ~5.4 minutes a row "
                              "takes here; at this model size accuracies sit near chance, PPL and KLD separate the rows)")
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--budgets", default=None, help="only these budget labels (e.g. Q4_K_M,Q3_K_M)")
