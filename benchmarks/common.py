@@ -59,6 +59,17 @@ class Steps:
         return json.loads(result.read_text())
 
 
+def save_png(fig, path: Path) -> None:
+    """Lay out, write atomically (temporary name, then rename) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def f32_gguf(model: str, work: Path) -> Path:
     """The unquantized base model as an F32 GGUF (`halo base`), written once into `work`."""
     path = Path(work) / "base-f32.gguf"

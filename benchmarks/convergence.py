@@ -28,6 +28,7 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     Steps,
     base_gguf,
+    save_png,
     write_json,
     write_text,
 )
@@ -185,11 +186,7 @@ def _plot(r: dict, path: Path) -> None:
     ax.set_title(f"{r['model']} at {r['budget_bpw']} bpw: band = min..max over seeds")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from common import (  # the script's own folder is on sys.path
     Steps,
     base_gguf,
     f32_gguf,
+    save_png,
     write_json,
     write_text,
 )
@@ -59,8 +60,9 @@ def main() -> None:
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--tasks", default=TASKS)
     parser.add_argument("--limit", type=int, default=100,
-                        help="first N items of each task, the same for every row (100: ~2.4 of the ~5.4 minutes a row "
-                             "takes here; at this model size accuracies sit near chance, PPL and KLD separate the rows)")
+                        help="first N items of each task, the same for every row (100: ~2.4 of the ~5.4 minutes a "
+                             "row takes here; at this model size accuracies sit near chance, PPL and KLD separate the "
+                             "rows)")
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--budgets", default=None, help="only these budget labels (e.g. Q4_K_M,Q3_K_M)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
@@ -238,11 +240,7 @@ def _plot(r: dict, path: Path) -> None:
     axes[1].set_yscale("log")
     axes[0].legend()
     fig.suptitle(f"{r['model']}: size vs quality, every file run in llama.cpp")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

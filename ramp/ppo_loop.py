@@ -6,14 +6,13 @@ the collected transitions go through GAE and the clipped PPO update.  Same outpu
 checkpoint after every episode, the deterministic (argmax) rollout and the best feasible allocation seen.
 """
 
-import json
 import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, episode_log
 from .env import index_to_action
 from .ppo import PPO, PPOConfig, gae
 from .search import Context, new_env, write_policy
@@ -53,50 +52,28 @@ def new_ppo(ctx: Context) -> PPO:
 def train(ctx: Context, resume: bool) -> dict:
     config = ctx.config
     agent, env = new_ppo(ctx), new_env(ctx)
-    log_path = ctx.out / "log.jsonl"
     state = checkpoint.load(ctx.out) if resume else None
-    start, best, batch = 0, None, []
+    batch = []
     if state is not None:
         agent.load_state_dict(state["agent"])
-        start, best, batch = int(state["episode"]), state["best"], state["batch"]
-        lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
-        log_path.write_text("".join(line + "\n" for line in lines))
-        if best is not None:  # checkpoints from before --quality ranked by perplexity
-            best.setdefault("loss", best["ppl"])
-        tqdm.write(f"resuming at episode {start} of {config.episodes}")
-    elif log_path.exists():
-        log_path.unlink()
+        batch = state["batch"]
+    start, best = episode_log.restart(ctx, state)
     bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search (ppo)", unit="ep")
     for episode in bar:
         started, eval_before = time.perf_counter(), ctx.eval_seconds
         transitions, info = _episode(env, agent)
-        bits = info["bits"]
         batch.append(transitions)
         losses, update_start = {}, time.perf_counter()
         if len(batch) >= agent.config.episodes_per_update:
             losses, batch = _update(agent, batch), []
         update_seconds = time.perf_counter() - update_start
-        outcome = info["outcome"]
-        feasible = ctx.feasible(outcome)
-        if feasible and (best is None or ctx.loss(outcome) < best["loss"]):
-            best = {"ppl": outcome.ppl, "kld": outcome.kld, "loss": ctx.loss(outcome), "bpw": outcome.bpw,
-                    "episode": episode, "bits": bits}
-        record = {"episode": episode, "reward": float(transitions["reward"].sum()), "r_quality": info["r_quality"],
-                  "r_budget": info["r_budget"], "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
-                  "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,
-                  "warmup": False, **losses, "seconds": time.perf_counter() - started,
-                  "eval_seconds": ctx.eval_seconds - eval_before, "update_seconds": update_seconds, "bits": bits,
-                  "repaired_layers": info["repaired_layers"]}
-        with open(log_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        best, feasible = episode_log.track_best(ctx, best, info, episode)
+        episode_log.append(ctx, episode, float(transitions["reward"].sum()), info, feasible,
+                           {"warmup": False, **losses}, time.perf_counter() - started,
+                           ctx.eval_seconds - eval_before, update_seconds)
         checkpoint.save(ctx.out, {"agent": agent.state_dict(), "episode": episode + 1, "best": best,
                                   "batch": batch})
-        bar.set_postfix(ppl=f"{outcome.ppl:.2f}", bpw=f"{outcome.bpw:.2f}",
-                        best=f"{best['ppl']:.2f}" if best else "-")
+        episode_log.postfix(bar, info, best)
     _, info = _episode(env, agent, deterministic=True)
     write_policy(ctx, agent, config.episodes)
-    allocations = {"deterministic": info["bits"]}
-    if best is not None:
-        allocations["best"] = best["bits"]
-    return {"allocations": allocations, "chosen": "best" if best is not None else "deterministic",
-            "episodes": config.episodes, "best_episode": best["episode"] if best else None}
+    return episode_log.answers(ctx, info["bits"], best)

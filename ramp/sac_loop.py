@@ -6,14 +6,13 @@ save a checkpoint.  The final answers are the deterministic rollout (mean action
 feasible allocation seen (b_avg within the budget); both are kept and labelled.
 """
 
-import json
 import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, episode_log
 from .replay import store_episode
 from .search import Context, new_agent, new_env, rollout, write_policy
 
@@ -40,54 +39,29 @@ def train(ctx: Context, resume: bool) -> dict:
     config = ctx.config
     agent, buffer = new_agent(ctx)
     env = new_env(ctx)
-    log_path = ctx.out / "log.jsonl"
     state = checkpoint.load(ctx.out) if resume else None
-    start, best = 0, None
     if state is not None:
         agent.load_state_dict(state["agent"])
         buffer.load_state_dict(state["buffer"])
-        start, best = int(state["episode"]), state["best"]
-        lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
-        log_path.write_text("".join(line + "\n" for line in lines))  # drop a killed episode's partial line
-        if best is not None:  # checkpoints from before --quality ranked by perplexity
-            best.setdefault("loss", best["ppl"])
-        tqdm.write(f"resuming at episode {start} of {config.episodes}")
-    elif log_path.exists():
-        log_path.unlink()
+    start, best = episode_log.restart(ctx, state)
     updates = config.updates_per_episode or len(ctx.layers)
     bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search", unit="ep")
     for episode in bar:
         started, eval_before = time.perf_counter(), ctx.eval_seconds
         warm = episode < config.warmup_episodes
-        bits, reward, info = rollout(env, (lambda obs: agent.random_action()) if warm else agent.act)
+        _, reward, info = rollout(env, (lambda obs: agent.random_action()) if warm else agent.act)
         store_episode(buffer, info["transitions"], config.credit)
         losses, update_start = [], time.perf_counter()
         if not warm:  # sampling is with replacement, so even a short warm-up suffices
             losses = _updates(agent, buffer, updates)
         update_seconds = time.perf_counter() - update_start
-        outcome = info["outcome"]
-        feasible = ctx.feasible(outcome)
-        if feasible and (best is None or ctx.loss(outcome) < best["loss"]):
-            best = {"ppl": outcome.ppl, "kld": outcome.kld, "loss": ctx.loss(outcome), "bpw": outcome.bpw,
-                    "episode": episode, "bits": bits}
-        record = {"episode": episode, "reward": reward, "r_quality": info["r_quality"],
-                  "r_budget": info["r_budget"], "ppl": outcome.ppl, "kld": outcome.kld, "bpw": outcome.bpw,
-                  "real_bpw": outcome.real_bpw, "nominal_bpw": outcome.nominal_bpw, "feasible": feasible,
-                  "warmup": warm, "alpha": agent.alpha, **_mean_losses(losses),
-                  "seconds": time.perf_counter() - started, "eval_seconds": ctx.eval_seconds - eval_before,
-                  "update_seconds": update_seconds, "bits": bits,
-                  "repaired_layers": info["repaired_layers"]}
-        with open(log_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        best, feasible = episode_log.track_best(ctx, best, info, episode)
+        episode_log.append(ctx, episode, reward, info, feasible,
+                           {"warmup": warm, "alpha": agent.alpha, **_mean_losses(losses)},
+                           time.perf_counter() - started, ctx.eval_seconds - eval_before, update_seconds)
         checkpoint.save(ctx.out, {"agent": agent.state_dict(), "buffer": buffer.state_dict(),
                                   "episode": episode + 1, "best": best})
-        bar.set_postfix(ppl=f"{outcome.ppl:.2f}", bpw=f"{outcome.bpw:.2f}",
-                        best=f"{best['ppl']:.2f}" if best else "-")
+        episode_log.postfix(bar, info, best)
     deterministic, _, _ = rollout(env, lambda obs: agent.act(obs, deterministic=True))
     write_policy(ctx, agent, config.episodes)
-    allocations = {"deterministic": deterministic}
-    if best is not None:
-        allocations["best"] = best["bits"]
-    chosen = "best" if best is not None else "deterministic"
-    return {"allocations": allocations, "chosen": chosen, "episodes": config.episodes,
-            "best_episode": best["episode"] if best else None}
+    return episode_log.answers(ctx, deterministic, best)
