@@ -65,6 +65,9 @@ def main() -> None:
                              "rows)")
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--budgets", default=None, help="only these budget labels (e.g. Q4_K_M,Q3_K_M)")
+    parser.add_argument("--presets", default=",".join(PRESETS),
+                        help="llama.cpp presets to bench (all preset files are made: their sizes set the budgets)")
+    parser.add_argument("--uniform", default=",".join(UNIFORM), help="HALO uniform types to bench (Q3_K always)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "pareto", help="files and searches go here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -77,6 +80,7 @@ def main() -> None:
     steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
     work, stages = steps.work, set(args.stages.split(","))
     presets, uniform = (["Q4_K_M"], ["Q3_K"]) if args.quick else (PRESETS, UNIFORM)
+    bench_presets, bench_uniform = set(args.presets.split(",")), set(args.uniform.split(",")) | {"Q3_K"}
     chunks = 2 if args.quick else args.max_chunks
     bench_args = ("--tasks", args.tasks, "--limit", str(2 if args.quick else args.limit))
     search = ["--eval-samples", "2", "--eval-seq-len", "64"] if args.quick else []
@@ -97,10 +101,10 @@ def main() -> None:
             path = work / f"preset-{preset}{'-imatrix' if imatrix else ''}.gguf"
             steps.run(f"preset_{path.stem}", [BIN / "halo", "preset", "--model", spec, "--preset", preset, "--base",
                                               f32, *(["--calibration", cal] if imatrix else []), "--out", path], path)
-            if "presets" in stages:
+            if "presets" in stages and preset in bench_presets:
                 rows[label] = _row(label, "llama.cpp", steps.bench(path.stem, path, base, chunks, bench_args))
     for qtype in uniform:
-        if "uniform" in stages or qtype == "Q3_K":  # uniform 3 bits is the smallest reachable file
+        if "uniform" in stages and qtype in bench_uniform or qtype == "Q3_K":  # Q3_K: the smallest reachable file
             path = work / f"uniform-{qtype}.gguf"
             report = steps.export_and_bench(f"uniform-{qtype}", spec, ["--uniform", qtype], cal, base, path, chunks,
                                             bench_args)
@@ -118,9 +122,9 @@ def main() -> None:
         if "greedy" in stages:
             out = work / f"greedy-{label}"
             out.mkdir(exist_ok=True)
-            first = work / f"greedy-{next(iter(budgets))}" / "sensitivity.json"
-            if first.exists() and not (out / "sensitivity.json").exists():  # measured once, reused per budget
-                shutil.copy(first, out / "sensitivity.json")
+            measured = sorted(work.glob("greedy-*/sensitivity.json"))
+            if measured and not (out / "sensitivity.json").exists():  # measured once, reused per budget
+                shutil.copy(measured[0], out / "sensitivity.json")
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
                                                  "--target-size", str(size), "--calibration", cal, *search,
                                                  "--out", out], out / "summary.json")
