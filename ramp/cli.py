@@ -37,13 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--ceiling", type=float, default=None, help="reward ceiling (default budget + 0.25)")
     srch.add_argument("--target-size", type=positive_int, default=None, help="bytes of the whole file instead of --budget")
     srch.add_argument("--nominal-bits", action="store_true", help="count the paper's nominal bits, not real bytes")
-    srch.add_argument("--actions", default="3,4,5,6", help="bit widths to choose from (8 -> Q8_0)")
+    srch.add_argument("--actions", default=None,
+                      help="bit widths to choose from (default 3,4,5,6; 8 -> Q8_0); with --reward dynaquant, "
+                           "bitsandbytes formats (default nf4,fp4,int8,fp16)")
     srch.add_argument("--episodes", type=positive_int, default=200)
     srch.add_argument("--warmup-episodes", type=int, default=20)
     srch.add_argument("--updates-per-episode", type=positive_int, default=UPDATES_PER_EPISODE,
                       help=f"SAC gradient steps after each episode (default {UPDATES_PER_EPISODE})")
-    srch.add_argument("--reward", default="quality-first", choices=["quality-first", "linear", "naive"],
-                      help="quality-first: RAMP eq. 19-21 (default); linear, naive: the ablation's alternatives")
+    srch.add_argument("--reward", default="quality-first", choices=["quality-first", "linear", "naive", "dynaquant"],
+                      help="quality-first: RAMP eq. 19-21 (default); linear, naive: the ablation's alternatives; "
+                           "dynaquant: DynaQuant's per-step reward over bitsandbytes formats with short fine-tuning "
+                           "(with --algo ppo)")
+    srch.add_argument("--granularity", default="block", choices=["block", "layer"],
+                      help="dynaquant: one step per transformer block (the paper, default) or per linear layer")
+    srch.add_argument("--reward-weights", default="6.0,5.0,0.8,4.0",
+                      help="dynaquant: w_perf,w_KL,w_ent,w_mem of eq. 5 (default: the DynaQuant README's)")
+    srch.add_argument("--ft-steps", type=positive_int, default=2,
+                      help="dynaquant: AdamW steps per model after each step (default 2)")
+    srch.add_argument("--ft-lr", type=float, default=5e-5, help="dynaquant: fine-tuning learning rate (default 5e-5)")
+    srch.add_argument("--ft-batch", type=positive_int, default=2,
+                      help="dynaquant: calibration windows per fine-tuning mini-batch (default 2)")
     srch.add_argument("--budget-mode", default="reward", choices=["reward", "repair"],
                       help="reward: the budget term of eq. 20 steers the agent (the paper, default); repair: an "
                            "allocation over budget is lowered to it before scoring, so every episode is feasible")
@@ -116,12 +129,34 @@ def _actions(text: str) -> tuple[int, ...]:
     return bits
 
 
+def _dynaquant(args) -> tuple[tuple[str, ...], dict]:
+    """(formats, extra settings) of `--reward dynaquant`; its options are checked before any work."""
+    from calibration.errors import UserError
+    from ramp.dynaquant.formats import check_format
+    from ramp.dynaquant.reward import parse_weights
+
+    if args.algo != "ppo":
+        raise UserError(f"--reward dynaquant is DynaQuant's PPO mode: use --algo ppo (got --algo {args.algo})")
+    formats = tuple(check_format(f) for f in (args.actions or "nf4,fp4,int8,fp16").split(","))
+    if len(set(formats)) < 2:
+        raise UserError(f"--actions needs at least two distinct formats, got {list(formats)}")
+    if not args.ft_lr > 0:
+        raise UserError(f"--ft-lr must be positive, got {args.ft_lr}")
+    settings = {"granularity": args.granularity, "weights": parse_weights(args.reward_weights),
+                "ft_steps": args.ft_steps, "ft_lr": args.ft_lr, "ft_batch": args.ft_batch}
+    return formats, {"dynaquant": settings}
+
+
 def _search(args) -> int:
     import json
 
     from ramp.search import SearchConfig, run
 
-    config = SearchConfig(model=args.model, algo=args.algo, actions=_actions(args.actions), budget=args.budget,
+    if args.reward == "dynaquant":
+        actions, extra = _dynaquant(args)
+    else:
+        actions, extra = _actions(args.actions or "3,4,5,6"), {}
+    config = SearchConfig(model=args.model, algo=args.algo, actions=actions, budget=args.budget,
                           ceiling=args.ceiling, nominal_bits=args.nominal_bits, target_size=args.target_size,
                           episodes=args.episodes, warmup_episodes=args.warmup_episodes,
                           updates_per_episode=args.updates_per_episode, reward=args.reward, credit=args.credit,
@@ -129,8 +164,11 @@ def _search(args) -> int:
                           eval_samples=args.eval_samples,
                           eval_seq_len=args.eval_seq_len, calibration=args.calibration,
                           calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
-                          imatrix=not args.no_imatrix, scale_fold=args.scale_fold, seed=args.seed, plan=args.plan)
+                          imatrix=not args.no_imatrix, scale_fold=args.scale_fold, seed=args.seed, plan=args.plan,
+                          extra=extra)
     summary = run(config, args.out, resume=args.resume)
+    if args.reward == "dynaquant":
+        return _dynaquant_done(args, summary)
     chosen = summary["allocations"][summary["chosen"]]
     print(f"{summary['method']} {summary['chosen']}: PPL {chosen['ppl']:.3f} (base {summary['base']['ppl']:.3f}) "
           f"at {chosen['bpw']:.3f} bpw -> {args.out / 'allocation.json'}", file=sys.stderr)
@@ -144,6 +182,25 @@ def _search(args) -> int:
         print(f"wrote {report.path}: {report.file_bytes / 1e6:.2f} MB, loaded and ran in llama.cpp",
               file=sys.stderr)
     print(json.dumps({k: summary[k] for k in ("method", "chosen", "allocations")}))
+    return 0
+
+
+def _dynaquant_done(args, summary: dict) -> int:
+    import json
+
+    final = summary["deterministic"]
+    print(f"dynaquant: PPL {final['ppl_quant']:.3f} (reference {final['ppl_ref']:.3f}, both fine-tuned), "
+          f"{final['memory_bytes'] / 1e6:.2f} MB as bitsandbytes stores the layers -> {args.out / 'allocation.json'}",
+          file=sys.stderr)
+    if args.export:
+        from halo.export import ExportOptions, export
+
+        cal = Path(args.calibration) if args.calibration else None
+        report = export(args.model, args.out / "allocation.json", args.export, cal,
+                        ExportOptions(imatrix=cal is not None and not args.no_imatrix))
+        summary["export"] = report.to_dict()
+        print(f"wrote {report.path}: {report.file_bytes / 1e6:.2f} MB, loaded and ran in llama.cpp", file=sys.stderr)
+    print(json.dumps({k: summary[k] for k in ("method", "chosen", "deterministic", "best_return")}))
     return 0
 
 

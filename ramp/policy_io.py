@@ -60,6 +60,10 @@ def load_policy_card(spec: str, action_bits=None) -> tuple[dict, dict]:
     if card.get("format") != POLICY_FORMAT or card.get("format_version") != POLICY_VERSION:
         raise UserError(f"{path} is a policy of format {card.get('format')} v{card.get('format_version')}; "
                         f"this RAMP reads {POLICY_FORMAT} v{POLICY_VERSION}")
+    if card.get("reward") == "dynaquant":
+        raise UserError(f"{path.name} is a DynaQuant policy: its state comes from fine-tuning the model during the "
+                        "episode, so it cannot be applied zero-shot; run `ramp search --algo ppo --reward dynaquant` "
+                        "on the target instead")
     if card.get("features") != list(FEATURES):
         raise UserError(f"policy {path.name} was trained on features {card.get('features')}, "
                         f"not RAMP's {len(FEATURES)}-dim embedding")

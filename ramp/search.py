@@ -36,7 +36,7 @@ class SearchConfig:
 
     model: str = "default"
     algo: str = "sac"                     # sac | ppo | greedy | uniform
-    actions: tuple[int, ...] = (3, 4, 5, 6)
+    actions: tuple = (3, 4, 5, 6)          # bit widths; bitsandbytes format names with reward "dynaquant"
     budget: float | None = None           # target bpw of the quantizable layers (default 4.5, real bytes)
     ceiling: float | None = None          # default budget + 0.25
     nominal_bits: bool = False            # count the paper's nominal bits instead of real bytes
@@ -44,7 +44,7 @@ class SearchConfig:
     episodes: int = 200
     warmup_episodes: int = 20
     updates_per_episode: int | None = UPDATES_PER_EPISODE  # None: one per layer (CleanRL's ratio)
-    reward: str = "quality-first"         # quality-first (eq. 19-21) | linear | naive (table 20's ablation)
+    reward: str = "quality-first"         # quality-first (eq. 19-21) | linear | naive (table 20's ablation) | dynaquant
     budget_mode: str = "reward"           # reward: eq. 20 steers (the paper); repair: lowered to budget, then scored
     quality: str = "ppl"                  # ppl: eq. 19 on the evaluator's perplexity (the paper); kld: on exp(KLD)
     credit: str = "episode"               # episode: every layer gets the final reward; terminal: the paper's
@@ -176,6 +176,10 @@ def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
         raise UserError(f"{out} holds a search already; use --resume to continue it or choose another --out")
     else:
         config_path.write_text(json.dumps(config.to_json(), indent=1))
+    if config.reward == "dynaquant":  # its own environment: bitsandbytes formats, fine-tuning, per-step reward
+        from .dynaquant.loop import run as run_dynaquant
+
+        return run_dynaquant(config, out, resume)
     ctx = prepare(config, out)
     if config.algo == "sac":
         from .sac_loop import train

@@ -1,0 +1,1 @@
+"""DynaQuant mode: bitsandbytes formats, per-step fine-tuning, multi-term reward, PPO."""
