@@ -85,3 +85,16 @@ def test_transfer_quick(tiny, tmp_path):
     assert row["method"] == "transfer" and row["policy"] == "smollm2-135m" and row["target"] == "tiny"
     assert row["bpw"] <= result["budget_bpw"] + 1e-9 and math.isfinite(row["ppl"]) and row["kld"] >= 0
     assert "| tiny | transfer | smollm2-135m |" in (tmp_path / "transfer_quick.md").read_text()
+
+
+def test_dynaquant_quick(tiny, tmp_path):
+    _script("dynaquant.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path)
+    result = json.loads((tmp_path / "dynaquant_tiny_quick.json").read_text())
+    rows = {row["label"]: row for row in result["torch_rows"]}
+    base, nf4, mix = rows["base (source weights, float32)"], rows["uniform nf4"], rows["DynaQuant s0"]
+    assert nf4["layer_bytes"] < mix["layer_bytes"] <= base["layer_bytes"]  # bnb bytes: 4.5 bits < mix <= fp16
+    assert rows["uniform nf4 + FT"]["fine_tuned_steps"] > 0 and nf4["fine_tuned_steps"] == 0
+    assert all(math.isfinite(row["ppl"]) for row in rows.values())
+    cpp = {row["label"]: row for row in result["llama_cpp_rows"]}
+    assert cpp["RAMP greedy at the size of DynaQuant s0"]["size_bytes"] <= cpp["DynaQuant s0 exported"]["size_bytes"]
+    assert "## llama.cpp (exported GGUF files)" in (tmp_path / "dynaquant_tiny_quick.md").read_text()
