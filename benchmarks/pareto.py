@@ -38,7 +38,8 @@ PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M",
 UNIFORM = ["Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"]
 TASKS = "piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq"
 STAGES = ("presets", "uniform", "greedy", "sac", "fold")
-ACC_TASKS = ("boolq", "winogrande")  # reported as acc (yes/no answers; winogrande's acc_norm equals acc), the rest acc_norm
+# reported as acc (yes/no answers; winogrande's acc_norm equals acc), the others as acc_norm
+ACC_TASKS = ("boolq", "winogrande")
 
 
 def model_spec(name: str) -> str:
@@ -139,7 +140,8 @@ def main() -> None:
         if "sac" in stages:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 out = work / f"sac-{label}-s{seed}"
-                resume = ["--resume"] if (out / "checkpoint.pt").exists() and not (out / "summary.json").exists() else []
+                started = (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
+                resume = ["--resume"] if started else []
                 steps.run(f"search_sac-{label}-s{seed}", [
                     BIN / "ramp", "search", "--model", spec, "--target-size", str(size), "--calibration", cal,
                     "--seed", str(seed), *sac_args, *search, "--out", out, *resume], out / "summary.json")
@@ -206,8 +208,10 @@ def _markdown(r: dict) -> str:
     lines = [f"# Pareto: `{r['model']}`" + (" (quick smoke run)" if r["quick"] else ""), "",
              (f"llama.cpp on {r['test_text']}; tasks {r['tasks']} (acc for BoolQ and WinoGrande, acc_norm for the "
               "others). The base is the source model run as is (an already-quantized GGUF, dequantized), not FP16. "
-              "Search rows: mean ± sd over seeds."), "", "Budgets (whole-file bytes): " + ", ".join(f"{k} {v:,}" for k, v in r["budgets"].items()),
-             "", "| method | seeds | MB | PPL | KLD | same top % | " + " | ".join(tasks) + " | pp512 | tg128 |",
+              "Search rows: mean ± sd over seeds."), "",
+             "Budgets (whole-file bytes): " + ", ".join(f"{k} {v:,}" for k, v in r["budgets"].items()),
+             *_claim_c1(groups), "", "## Every row", "",
+             "| method | seeds | MB | PPL | KLD | same top % | " + " | ".join(tasks) + " | pp512 | tg128 |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(tasks) + "---:|---:|"]
     for g in groups:
         cells = [g["label"], str(g["seeds"]), f"{g['size_bytes'] / 1e6:.2f}", _spread(g, "ppl", ".3f"),
@@ -216,6 +220,36 @@ def _markdown(r: dict) -> str:
         cells += [f"{g['pp512']:.0f}" if g.get("pp512") else "", f"{g['tg128']:.1f}" if g.get("tg128") else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _claim_c1(groups: list) -> list[str]:
+    """Claim C1 lines: every method at Q4_K_M's exact size, and each mixed method's size at Q4_K_M's PPL."""
+    q4 = next((g for g in groups if g["label"] == "llama.cpp Q4_K_M"), None)
+    if q4 is None:
+        return []
+    at_q4 = [g for g in groups if g.get("budget") == "Q4_K_M" or g["label"] in (
+        "llama.cpp Q4_K_M", "llama.cpp Q4_K_M imatrix", "HALO uniform Q4_K")]
+    lines = ["", f"## At llama.cpp Q4_K_M's size ({q4['size_bytes'] / 1e6:.2f} MB)", "",
+             "| method | seeds | MB | PPL | KLD | same top % |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {g['label']} | {g['seeds']} | {g['size_bytes'] / 1e6:.2f} | {_spread(g, 'ppl', '.3f')} | "
+              f"{_spread(g, 'kld', '.4f')} | {100 * g['same_top']:.1f} |" for g in at_q4]
+    lines += ["", f"Size at Q4_K_M's PPL ({q4['ppl']:.3f}), linear between a method's neighbouring budgets:"]
+    for method in ("greedy", "sac"):
+        points = sorted((g["size_bytes"], g["ppl"]) for g in groups if g["method"] == method and g.get("budget"))
+        lines.append(f"- {method}: {_size_at(points, q4['ppl'])}")
+    return lines
+
+
+def _size_at(points: list, ppl: float) -> str:
+    """Where a size-sorted (bytes, PPL) curve first reaches `ppl`, as text."""
+    if not points:
+        return "no rows yet"
+    if points[0][1] <= ppl:
+        return f"already at or below it at its smallest size, {points[0][0] / 1e6:.2f} MB"
+    for (s0, p0), (s1, p1) in zip(points, points[1:]):
+        if p1 <= ppl:
+            return f"{(s0 + (p0 - ppl) / (p0 - p1) * (s1 - s0)) / 1e6:.2f} MB"
+    return f"not reached up to {points[-1][0] / 1e6:.2f} MB (PPL {points[-1][1]:.3f} there)"
 
 
 def _spread(group: dict, key: str, fmt: str) -> str:
