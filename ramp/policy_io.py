@@ -33,28 +33,40 @@ def save_policy(directory: Path, name: str, tensors: dict, card: dict) -> Path:
 
 
 def resolve_policy(spec: str) -> Path:
-    """A path to a .safetensors policy, or the name of a policy shipped in `policies/`."""
-    path = Path(spec)
-    if path.suffix != ".safetensors":
+    """A path to a policy (.safetensors, or a .pt torch state dict; its .json card beside it), or the name of a
+    policy shipped in `policies/`."""
+    path = Path(spec).expanduser()
+    if path.suffix not in (".safetensors", ".pt"):
         path = path.with_suffix(".safetensors") if path.suffix in ("", ".json") else path
     if path.is_file():
         return path
-    shipped = SHIPPED / f"{spec}.safetensors"
+    shipped = SHIPPED / f"{Path(spec).stem if Path(spec).suffix in ('.pt', '.safetensors') else spec}.safetensors"
     if shipped.is_file():
         return shipped
     names = sorted(p.stem for p in SHIPPED.glob("*.safetensors"))
-    raise UserError(f"policy {spec!r} not found (shipped policies: {', '.join(names) or 'none yet'})")
+    raise UserError(f"policy {spec!r} not found: give a .safetensors or .pt policy file (with its .json card) or a "
+                    f"shipped name ({', '.join(names) or 'none yet'}); `ramp search` trains one")
+
+
+def _read_tensors(path: Path) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    if path.suffix == ".pt":  # weights only: no code runs on load
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+            raise ValueError("not a state dict of tensors")
+        return tensors
+    return load_file(str(path))
 
 
 def load_policy_card(spec: str, action_bits=None) -> tuple[dict, dict]:
     """(actor tensors, card) of a policy; a feature, version or action-set mismatch is one clear error."""
-    from safetensors.torch import load_file
-
     path = resolve_policy(spec)
     card_path = path.with_suffix(".json")
     try:
         card = json.loads(card_path.read_text())
-        tensors = load_file(str(path))
+        tensors = _read_tensors(path)
     except Exception as exc:
         raise UserError(f"cannot read policy {path} ({exc.__class__.__name__}: {exc})") from None
     if card.get("format") != POLICY_FORMAT or card.get("format_version") != POLICY_VERSION:

@@ -45,14 +45,14 @@ def policy_bits(actor, calibration, action_bits) -> list[int]:
 
 def transfer(policy: str, target: str, out: Path, budget: float | None = None, ceiling: float | None = None,
              nominal_bits: bool = False, calibration: str | None = None, evaluate: bool = True,
-             eval_samples: int = EVAL_SAMPLES, eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True, scale_fold: bool = False,
-             seed: int = 0) -> dict:
+             eval_samples: int = EVAL_SAMPLES, eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True,
+             scale_fold: bool = False, seed: int = 0) -> dict:
+    source = resolve(target)  # first: a target that is not on this machine says what to download
     tensors, card = load_policy_card(policy)
     actions = tuple(card["action_bits"])
     actor = (load_ppo_policy if card.get("algo") == "ppo" else load_policy)(tensors)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = resolve(target)
     cal_dir = Path(calibration) if calibration else out / "calibration"
     cal = artifact.read(cal_dir) if calibration else calibrate(CalibrationConfig(model=target, seed=seed), cal_dir)
     layers = cal.layers
