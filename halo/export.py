@@ -20,7 +20,8 @@ from calibration.errors import UserError
 from calibration.layers import layer_table, special_tensors
 from calibration.models import load_model, resolve
 
-from . import __version__, allocation as alloc_mod, ggml, qtypes
+from . import __version__, ggml, qtypes
+from . import allocation as alloc_mod
 from .fold import fold_model
 from .gguf_meta import source_metadata
 from .imatrix import layer_imatrix
@@ -86,6 +87,20 @@ def _metadata_extra(allocation, options, specials, calibration, provenance) -> d
         "halo.special_types": json.dumps({k: v.name for k, v in specials.items()}),
         "halo.provenance": json.dumps(provenance),
     }
+
+
+def metadata_extra_bound(layer_names: list[str], special_names: list[str]) -> dict:
+    """HALO's own keys (`_metadata_extra`) at their largest for these tensors — every type name the longest one,
+    room for long paths in the budget and provenance — for size budgets set before the allocation exists."""
+    longest = max((t.name for t in qtypes.NOMINAL_BITS), key=len)
+    rows = [{"tensor": name, "bits": 16, "type": longest, "gguf_type": longest} for name in layer_names]
+    filler = "x" * 1024
+    return {"halo.version": __version__, "halo.allocation": json.dumps(rows), "halo.bpw": 0.0,
+            "halo.budget": json.dumps({"target": 1 / 3, "ceiling": 1 / 3, "nominal": False, "note": filler}),
+            "halo.scale_folding": False, "halo.imatrix": False,
+            "halo.special_types": json.dumps({name: longest for name in special_names}),
+            "halo.provenance": json.dumps({"model": filler, "model_arch": filler, "calibration": filler,
+                                           "method": filler, "policy": filler, "seed": 2 ** 63, "search": filler})}
 
 
 def export(model_spec: str, allocation, out: Path, calibration_dir: Path | None = None,

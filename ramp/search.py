@@ -135,14 +135,19 @@ def prepare(config: SearchConfig, out: Path) -> Context:
 
 
 def _other_bytes(model, source, cal) -> int:
-    """Bytes of everything in the file but the quantizable layers (embeddings/head per Q4_K_M, F32 rest)."""
+    """Bytes of everything in the exported file but the quantizable layers' data: embeddings/head per Q4_K_M, F32
+    rest, the header (the source's keys and HALO's own at their largest, and every tensor's info) and the worst
+    alignment padding of every tensor — an upper bound, so a file budgeted to N bytes is never larger than N."""
     from calibration.layers import special_tensors
     from halo import qtypes
+    from halo.export import metadata_extra_bound
+    from halo.gguf_meta import source_metadata
     from halo.layout import gguf_tensors
     from halo.specials import special_types
+    from halo.writer import header_bytes
 
     specials = special_types(special_tensors(model, source.gguf_arch))
-    layer_names = {layer.gguf_name for layer in cal.layers}
+    layer_names = [layer.gguf_name for layer in cal.layers]
     total = 0
     tensors = gguf_tensors(model, source)
     for name, array in tensors.items():
@@ -150,16 +155,10 @@ def _other_bytes(model, source, cal) -> int:
             continue
         qtype = specials.get(name, qtypes.QType.F32)
         total += qtypes.tensor_bytes(qtype, array.shape if array.ndim > 1 else (1, array.shape[0]))
-    if source.kind == "gguf":  # keys and tokenizer: what precedes the tensor data in the source file
-        from halo.gguf_meta import open_reader
-
-        total += int(open_reader(source.path).data_offset)
-    else:  # the metadata the export will write for a Hugging Face directory
-        from halo.gguf_meta import source_metadata
-        from halo.writer import header_bytes
-
-        total += header_bytes(source_metadata(source), {n: a.shape for n, a in tensors.items()})
-    return total
+    metadata = source_metadata(source, metadata_extra_bound(layer_names, list(specials)))
+    total += header_bytes(metadata, {n: a.shape for n, a in tensors.items()})
+    alignment = int(metadata.get("general.alignment") or 32)
+    return total + (alignment - 1) * len(tensors)  # each tensor's data starts on an alignment boundary
 
 
 def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:

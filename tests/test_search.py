@@ -153,8 +153,8 @@ def test_greedy_cli_and_transfer_mismatch(tiny_llama_dir, tiny_cal, tmp_path, ca
 
 @pytest.mark.parametrize("bits", [3, 6])
 def test_target_size_counts_what_the_export_writes(tiny_llama_dir, tiny_cal, tmp_path, bits):
-    """The bytes a --target-size leaves to the layers: the exported file = other bytes + layer bytes (+ the few
-    metadata keys an export adds: per-layer bits, provenance)."""
+    """The bytes a --target-size leaves to the layers: other bytes + layer bytes bound the exported file from above
+    (HALO's metadata keys at their largest, worst-case alignment padding), and not by much."""
     from calibration.models import load_model, resolve
     from halo import allocation as alloc_mod
     from halo.export import ExportOptions, export
@@ -165,7 +165,7 @@ def test_target_size_counts_what_the_export_writes(tiny_llama_dir, tiny_cal, tmp
     alloc = alloc_mod.resolve(tiny_cal.layers, [bits] * len(tiny_cal.layers))
     report = export(str(tiny_llama_dir), alloc, tmp_path / "u.gguf", tiny_cal.path, ExportOptions(verify=False))
     predicted = other + alloc.bytes
-    assert predicted <= report.file_bytes <= predicted + 8192, (predicted, report.file_bytes)
+    assert report.file_bytes <= predicted <= report.file_bytes + 16384, (predicted, report.file_bytes)
 
 
 def test_search_with_an_ablation_reward(tiny_llama_dir, tiny_cal, tmp_path):
