@@ -17,11 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.models import load_model, resolve
-from halo.bench.run import bench
-from halo.export import export
+from calibration.pipeline import CalibrationConfig, calibrate
+from halo.exporter import export
 from halo.llama_quantize import quantize_file
+from halo.measure.run import bench
 from halo.writer import write_base_gguf
 
 PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0"]

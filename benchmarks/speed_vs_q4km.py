@@ -17,7 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from halo.bench.speed import speed
+from halo.measure.speed import speed
 
 
 def main() -> None:

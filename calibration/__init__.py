@@ -2,3 +2,8 @@
 forward hooks and compute the per-layer statistics and 11-dimensional RAMP embeddings."""
 
 __version__ = "0.1.0"
+
+# the Python API (light: torch, transformers and llama.cpp load when a function runs)
+from .api import calibrate, default_model_path  # noqa: E402
+
+__all__ = ['calibrate', 'default_model_path']

@@ -9,7 +9,7 @@ from calibration.errors import UserError
 
 
 def register(sub) -> None:
-    from .bench.tasks import TASKS
+    from .measure.tasks import TASKS
 
     cmd = sub.add_parser("bench", help="measure a GGUF file in llama.cpp (PPL, KLD, tasks, speed)",
                          description=__doc__.replace("\n", " "))
@@ -49,14 +49,14 @@ def table(result: dict) -> str:
 
 
 def run(args) -> int:
-    from .bench.run import bench
-    from .bench.tasks import check_tasks
+    from .api import bench
+    from .measure.tasks import check_tasks
 
     tasks = check_tasks(args.tasks.split(","))
     if args.json is not None and not args.json.parent.is_dir():
         raise UserError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
     result = bench(args.file, base=args.base, tasks=tasks, max_chunks=args.max_chunks, limit=args.limit,
-                   threads=args.threads, speed=not args.no_speed, n_ctx=args.ctx)
+                   threads=args.threads, speed=not args.no_speed, n_ctx=args.ctx).to_dict()
     print(table(result))
     if args.json is not None:
         write_json(args.json, result)

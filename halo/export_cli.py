@@ -47,11 +47,11 @@ def _say(message: str) -> None:
 
 
 def run_export(args) -> int:
-    from .export import ExportOptions, export
+    from .api import export
 
-    options = ExportOptions(scale_fold=args.scale_fold, imatrix=not args.no_imatrix,
-                            token_embd_type=args.token_embd_type, output_type=args.output_type)
-    report = export(args.model, args.allocation or args.uniform, args.out, args.calibration, options)
+    report = export(args.model, args.allocation or args.uniform, args.out, calibration=args.calibration,
+                    scale_fold=args.scale_fold, imatrix=not args.no_imatrix, token_embd_type=args.token_embd_type,
+                    output_type=args.output_type)
     for note in report.notes:
         _say(f"note: {note}")
     _say(f"wrote {report.path}: {report.file_bytes / 1e6:.2f} MB, {report.file_bpw:.3f} bpw file, "
@@ -94,6 +94,7 @@ def tensor_types_of(source: Path, model_spec: str | None) -> dict:
         return types
     from calibration.layers import layer_table, special_tensors
     from calibration.models import load_model, resolve
+
     from .specials import special_types
 
     src = resolve(model_spec)
@@ -114,6 +115,7 @@ def _read_json(path: Path) -> dict:
 
 def run_base(args) -> int:
     from calibration.models import load_model, resolve
+
     from .writer import write_base_gguf
 
     source = resolve(args.model)

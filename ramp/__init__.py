@@ -1,3 +1,8 @@
 """RAMP: reinforcement-learned per-layer bit allocation for GGUF quantization."""
 
 __version__ = "0.1.0"
+
+# the Python API (light: torch, transformers and llama.cpp load when a function runs)
+from .api import SearchResult, TransferResult, search, transfer  # noqa: E402
+
+__all__ = ['SearchResult', 'TransferResult', 'search', 'transfer']

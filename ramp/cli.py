@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--budget", type=float, default=None,
                       help="target bits per weight of the quantizable layers, real bytes (default 4.5)")
     srch.add_argument("--ceiling", type=float, default=None, help="reward ceiling (default budget + 0.25)")
-    srch.add_argument("--target-size", type=positive_int, default=None, help="bytes of the whole file instead of --budget")
+    srch.add_argument("--target-size", type=positive_int, default=None,
+                      help="bytes of the whole file instead of --budget")
     srch.add_argument("--nominal-bits", action="store_true", help="count the paper's nominal bits, not real bytes")
     srch.add_argument("--actions", default=None,
                       help="bit widths to choose from (default 3,4,5,6; 8 -> Q8_0); with --reward dynaquant, "
@@ -110,11 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _calibrate(args) -> int:
-    from calibration.calibrate import CalibrationConfig, calibrate
+    from calibration.api import calibrate
 
-    config = CalibrationConfig(model=args.model, data=args.data, samples=args.samples, seq_len=args.seq_len,
-                               seed=args.seed, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
-    result = calibrate(config, args.out)
+    result = calibrate(args.model, args.out, data=args.data, samples=args.samples, seq_len=args.seq_len,
+                       seed=args.seed, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
     print(result.path)
     return 0
 
@@ -150,76 +150,47 @@ def _dynaquant(args) -> tuple[tuple[str, ...], dict]:
 def _search(args) -> int:
     import json
 
-    from ramp.search import SearchConfig, run
+    from ramp.api import search
 
     if args.reward == "dynaquant":
         actions, extra = _dynaquant(args)
     else:
         actions, extra = _actions(args.actions or "3,4,5,6"), {}
-    config = SearchConfig(model=args.model, algo=args.algo, actions=actions, budget=args.budget,
-                          ceiling=args.ceiling, nominal_bits=args.nominal_bits, target_size=args.target_size,
-                          episodes=args.episodes, warmup_episodes=args.warmup_episodes,
-                          updates_per_episode=args.updates_per_episode, reward=args.reward, credit=args.credit,
-                          budget_mode=args.budget_mode, quality=args.quality,
-                          eval_samples=args.eval_samples,
-                          eval_seq_len=args.eval_seq_len, calibration=args.calibration,
-                          calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
-                          imatrix=not args.no_imatrix, scale_fold=args.scale_fold, seed=args.seed, plan=args.plan,
-                          extra=extra)
-    summary = run(config, args.out, resume=args.resume)
+    result = search(args.model, args.out, algo=args.algo, budget=args.budget, target_size=args.target_size,
+                    episodes=args.episodes, seed=args.seed, calibration=args.calibration, export=args.export,
+                    resume=args.resume, actions=actions, ceiling=args.ceiling, nominal_bits=args.nominal_bits,
+                    warmup_episodes=args.warmup_episodes, updates_per_episode=args.updates_per_episode,
+                    reward=args.reward, credit=args.credit, budget_mode=args.budget_mode, quality=args.quality,
+                    eval_samples=args.eval_samples, eval_seq_len=args.eval_seq_len,
+                    calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
+                    imatrix=not args.no_imatrix, scale_fold=args.scale_fold, plan=args.plan, extra=extra)
+    summary, chosen = result.summary, result.chosen
     if args.reward == "dynaquant":
-        return _dynaquant_done(args, summary)
-    chosen = summary["allocations"][summary["chosen"]]
-    print(f"{summary['method']} {summary['chosen']}: PPL {chosen['ppl']:.3f} (base {summary['base']['ppl']:.3f}) "
-          f"at {chosen['bpw']:.3f} bpw -> {args.out / 'allocation.json'}", file=sys.stderr)
-    if args.export:
-        from halo.export import ExportOptions, export
-
-        cal = summary.get("calibration") or str(args.out / "calibration")
-        report = export(args.model, args.out / "allocation.json", args.export, Path(cal),
-                        ExportOptions(scale_fold=args.scale_fold, imatrix=not args.no_imatrix))
-        summary["export"] = report.to_dict()
-        print(f"wrote {report.path}: {report.file_bytes / 1e6:.2f} MB, loaded and ran in llama.cpp",
+        print(f"dynaquant: PPL {chosen['ppl_quant']:.3f} (reference {chosen['ppl_ref']:.3f}, both fine-tuned), "
+              f"{chosen['memory_bytes'] / 1e6:.2f} MB as bitsandbytes stores the layers -> {result.allocation_path}",
               file=sys.stderr)
-    print(json.dumps({k: summary[k] for k in ("method", "chosen", "allocations")}))
-    return 0
-
-
-def _dynaquant_done(args, summary: dict) -> int:
-    import json
-
-    final = summary["deterministic"]
-    print(f"dynaquant: PPL {final['ppl_quant']:.3f} (reference {final['ppl_ref']:.3f}, both fine-tuned), "
-          f"{final['memory_bytes'] / 1e6:.2f} MB as bitsandbytes stores the layers -> {args.out / 'allocation.json'}",
-          file=sys.stderr)
-    if args.export:
-        from halo.export import ExportOptions, export
-
-        cal = Path(args.calibration) if args.calibration else None
-        report = export(args.model, args.out / "allocation.json", args.export, cal,
-                        ExportOptions(imatrix=cal is not None and not args.no_imatrix))
-        summary["export"] = report.to_dict()
-        print(f"wrote {report.path}: {report.file_bytes / 1e6:.2f} MB, loaded and ran in llama.cpp", file=sys.stderr)
-    print(json.dumps({k: summary[k] for k in ("method", "chosen", "deterministic", "best_return")}))
+    else:
+        print(f"{summary['method']} {summary['chosen']}: PPL {chosen['ppl']:.3f} (base {summary['base']['ppl']:.3f}) "
+              f"at {chosen['bpw']:.3f} bpw -> {result.allocation_path}", file=sys.stderr)
+    if result.export is not None:
+        print(f"wrote {result.export.path}: {result.export.file_bytes / 1e6:.2f} MB, loaded and ran in llama.cpp",
+              file=sys.stderr)
+    keys = ("method", "chosen", "deterministic", "best_return") if args.reward == "dynaquant" else (
+        "method", "chosen", "allocations")
+    print(json.dumps({k: summary[k] for k in keys}))
     return 0
 
 
 def _transfer(args) -> int:
     import json
 
-    from ramp.transfer import transfer
+    from ramp.api import transfer
 
-    summary = transfer(args.policy, args.target, args.out, args.budget, args.ceiling, args.nominal_bits,
-                       args.calibration, not args.no_eval, args.eval_samples, args.eval_seq_len,
-                       not args.no_imatrix, args.scale_fold, args.seed)
-    if args.export:
-        from halo.export import ExportOptions, export
-
-        cal = args.calibration or args.out / "calibration"
-        report = export(args.target, args.out / "allocation.json", args.export, Path(cal),
-                        ExportOptions(scale_fold=args.scale_fold, imatrix=not args.no_imatrix))
-        summary["export"] = report.to_dict()
-    print(json.dumps(summary))
+    result = transfer(args.policy, args.target, args.out, budget=args.budget, ceiling=args.ceiling,
+                      nominal_bits=args.nominal_bits, calibration=args.calibration, evaluate=not args.no_eval,
+                      eval_samples=args.eval_samples, eval_seq_len=args.eval_seq_len, imatrix=not args.no_imatrix,
+                      scale_fold=args.scale_fold, seed=args.seed, export=args.export)
+    print(json.dumps(result.summary))
     return 0
 
 
@@ -231,9 +202,9 @@ def _evaluate(args) -> int:
     if not args.what.is_file():
         raise UserError(f"file not found: {args.what}")
     if args.what.suffix == ".gguf":
-        from halo.bench.run import bench
+        from halo.api import bench
 
-        result = bench(args.what, base=args.base, max_chunks=args.max_chunks, speed=False)
+        result = bench(args.what, base=args.base, max_chunks=args.max_chunks, speed=False).to_dict()
     else:
         from ramp.scoring import score_allocation
 

@@ -50,7 +50,7 @@ def append(ctx, episode: int, reward: float, info: dict, feasible: bool, agent_f
 
 
 def answers(ctx, deterministic: list[int], best: dict | None) -> dict:
-    """The loop's result for `search.finish`: the deterministic rollout and, when one was seen, the best feasible."""
+    """The loop's result for `search_run.finish`: the deterministic rollout and, when one was seen, the best feasible."""
     allocations = {"deterministic": deterministic}
     if best is not None:
         allocations["best"] = best["bits"]

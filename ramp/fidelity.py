@@ -1,6 +1,6 @@
 """Fidelity of the evaluator: its perplexity of an allocation against llama.cpp's on the exported GGUF.
 
-`fidelity` exports the allocation with `halo.export.export` (same imatrix and folding options as the
+`fidelity` exports the allocation with `halo.exporter.export` (same imatrix and folding options as the
 evaluator), loads the file in llama.cpp and scores the SAME token windows the same way: each window
 evaluated alone from an empty cache, NLL of positions 1..T-1.  The KV cache is F32 (llama.cpp's
 default F16 cache alone moves the logits), so the comparison isolates the weights.  By default the
@@ -68,7 +68,7 @@ def fidelity(evaluator, allocation, model_spec: str, out: Path, calibration=None
     `imatrix`, `scale_fold` and `calibration` must be what the evaluator was built with
     (`make_evaluator`); the export loads its own fresh copy of `model_spec`.
     """
-    from halo.export import ExportOptions, export
+    from halo.exporter import ExportOptions, export
 
     start = time.perf_counter()
     options = ExportOptions(scale_fold=scale_fold, imatrix=imatrix, verify=False,

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, episode_log
 from .env import index_to_action
 from .ppo import PPO, PPOConfig, gae
-from .search import Context, new_env, write_policy
+from .search_run import Context, new_env, write_policy
 
 FIELDS = ("obs", "action", "logp", "value", "reward", "done")
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, episode_log
 from .replay import store_episode
-from .search import Context, new_agent, new_env, rollout, write_policy
+from .search_run import Context, new_agent, new_env, rollout, write_policy
 
 
 def _mean_losses(losses: list[dict]) -> dict:

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from calibration import artifact
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.models import load_model, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation as alloc_mod
 
 from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN

@@ -2,7 +2,7 @@
 
 For every quantizable layer and every candidate GGUF type (the type llama.cpp really writes, i.e.
 `Choice.actual` after the row-size fallback) the cache holds the layer's weight as llama.cpp will
-see it: `ggml.dequantize(export.quantize_layer(W, type, imatrix))` of the (possibly scale-folded)
+see it: `ggml.dequantize(exporter.quantize_layer(W, type, imatrix))` of the (possibly scale-folded)
 transformers-layout weight, with the export's own importance matrix.  Three memory plans:
 
 * ``dequantized`` — float tensors for every layer x type, on the model's device when they fit there
@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from calibration.errors import UserError
-from halo import export, ggml, qtypes
+from halo import exporter, ggml, qtypes
 
 QType = qtypes.QType
 PLANS = ("dequantized", "bytes", "on-the-fly")
@@ -55,7 +55,7 @@ def free_device_memory(device: torch.device) -> int:
 
 def encode(weight: np.ndarray, qtype: QType, imatrix: np.ndarray | None) -> np.ndarray:
     """What the export writes for one layer: libggml's bytes (uint8), or floats in F16/F32."""
-    data = export.quantize_layer(weight, qtype, imatrix)
+    data = exporter.quantize_layer(weight, qtype, imatrix)
     return np.asarray(data, dtype=np.float16) if qtype == QType.F16 else data
 
 

@@ -71,7 +71,7 @@ def _direct_nll(path, text_file, n_ctx, chunks):
 
 
 def test_perplexity_equals_direct_recomputation(text_file):
-    from halo.bench.perplexity import perplexity
+    from halo.measure.perplexity import perplexity
 
     result = perplexity(default_gguf(), text_file, n_ctx=N_CTX, max_chunks=CHUNKS, threads=THREADS,
                         progress=False)
@@ -84,14 +84,14 @@ def test_perplexity_equals_direct_recomputation(text_file):
 
 def test_perplexity_needs_two_windows(text_file):
     from calibration.errors import UserError
-    from halo.bench.perplexity import perplexity
+    from halo.measure.perplexity import perplexity
 
     with pytest.raises(UserError, match="needs at least"):
         perplexity(default_gguf(), text_file, n_ctx=1 << 14, max_chunks=1, progress=False)
 
 
 def test_kld_of_a_file_against_itself_is_zero(text_file):
-    from halo.bench.kld import kl_divergence
+    from halo.measure.kld import kl_divergence
 
     r = kl_divergence(default_gguf(), default_gguf(), text_file, N_CTX, CHUNKS, THREADS, progress=False)
     assert r["kld_mean"] == 0 and r["kld_max"] == 0 and r["same_top"] == 1.0
@@ -99,8 +99,8 @@ def test_kld_of_a_file_against_itself_is_zero(text_file):
 
 
 def test_kld_grows_with_coarser_quantization(text_file, requantized):
-    from halo.bench.kld import kl_divergence
-    from halo.bench.perplexity import perplexity
+    from halo.measure.kld import kl_divergence
+    from halo.measure.perplexity import perplexity
 
     base = default_gguf()
     q8 = kl_divergence(requantized["q8_0"], base, text_file, N_CTX, CHUNKS, THREADS, progress=False)
@@ -114,7 +114,7 @@ def test_kld_grows_with_coarser_quantization(text_file, requantized):
 
 
 def test_bits_per_weight_follow_the_type(requantized):
-    from halo.bench.run import file_stats
+    from halo.measure.run import file_stats
 
     q8, q4 = file_stats(requantized["q8_0"]), file_stats(requantized["q4_0"])
     assert q8["params"] == q4["params"] > 100e6
@@ -139,8 +139,8 @@ def _direct_choice_sums(path, seqs, starts):
 
 @pytest.mark.parametrize("task, index", [("piqa", 0), ("piqa", 3), ("hellaswag", 1)])
 def test_task_scoring_matches_direct_loglikelihood(task, index):
-    from halo.bench import Model
-    from halo.bench.tasks import load_items, score_item
+    from halo.measure import Model
+    from halo.measure.tasks import load_items, score_item
 
     item = load_items(task, index + 1)[index]
     with Model(default_gguf(), n_ctx=2048, threads=THREADS) as model:
@@ -164,7 +164,7 @@ def test_task_scoring_matches_direct_loglikelihood(task, index):
 
 
 def test_task_accuracy_over_a_few_items():
-    from halo.bench.tasks import run_tasks
+    from halo.measure.tasks import run_tasks
 
     result = run_tasks(default_gguf(), ["winogrande", "arc_easy"], limit=4, threads=THREADS, progress=False)
     for name in ("winogrande", "arc_easy"):
@@ -173,7 +173,7 @@ def test_task_accuracy_over_a_few_items():
 
 
 def test_speed_reports_tokens_per_second():
-    from halo.bench.speed import speed
+    from halo.measure.speed import speed
 
     result = speed(default_gguf(), n_prompt=64, n_gen=8, reps=1, threads=THREADS, progress=False)
     assert result["pp64"] > 0 and result["tg8"] > 0 and len(result["pp64_runs"]) == 1

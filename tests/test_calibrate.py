@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from calibration import artifact
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.embedding import STD_FLOOR, position_bucket, standardise
 from calibration.errors import UserError
 from calibration.models import load, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_calibration_is_reproducible(tiny_artifact, tmp_path):
 
 
 def test_failure_leaves_nothing_behind(tiny_llama_dir, tiny_text, tmp_path, monkeypatch):
-    import calibration.calibrate as pipeline
+    import calibration.pipeline as pipeline
 
     def boom(*args, **kwargs):
         raise RuntimeError("interrupted mid-way")

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.models import default_gguf, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 
 
 def test_default_source_is_found_by_importlib():

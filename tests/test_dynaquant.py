@@ -120,7 +120,7 @@ def _argv(model, out, episodes, *extra):
 def test_dynaquant_search_end_to_end(tiny_llama_dir, tmp_path, capsys):
     import gguf
 
-    from halo.bench import Model
+    from halo.measure import Model
 
     out, gguf_path = tmp_path / "a", tmp_path / "dq.gguf"
     assert run_cli(ramp_main, _argv(tiny_llama_dir, out, 2, "--export", str(gguf_path))) == 0
@@ -176,8 +176,8 @@ def test_torch_lm_matches_llama_cpp_on_the_same_weights(tiny_llama_dir, tmp_path
     """HALO's perplexity protocol through the torch adapter agrees with llama.cpp on an F32 export of the model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from halo.bench.run import bench
-    from halo.export import export
+    from halo.exporter import export
+    from halo.measure.run import bench
     from ramp.dynaquant.torch_lm import bench_torch
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.errors import UserError
 from calibration.layers import Layer
 from calibration.models import load_model, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation, ggml, qtypes
 from halo.imatrix import layer_imatrix
 from ramp.evaluator import Evaluator, make_evaluator

@@ -7,13 +7,13 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.errors import run_cli
 from calibration.layers import layer_table
 from calibration.models import load_model, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation, ggml, qtypes
 from halo.cli import main as halo_main
-from halo.export import ExportOptions, export
+from halo.exporter import ExportOptions, export
 from halo.layout import from_gguf_layout
 from halo.llama_quantize import quantize_file
 from halo.recipe import recipe_entries

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.data import calibration_windows, tokenize
 from calibration.errors import UserError
 from calibration.models import load, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 from halo.fold import fold_model, fold_scale, folded_imatrix
 from tests.conftest import build_tiny_llama
 

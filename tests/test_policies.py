@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from calibration.calibrate import CalibrationConfig, calibrate
+from calibration.pipeline import CalibrationConfig, calibrate
 from ramp.policy_io import SHIPPED, load_policy_card, resolve_policy
-from ramp.transfer import transfer
+from ramp.transfer_run import transfer
 
 SHIPPED_NAMES = sorted(p.stem for p in SHIPPED.glob("*.safetensors"))
 CARD_KEYS = {"training_model", "training_model_sha256", "budget", "episodes", "seed", "action_bits", "measured"}

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.errors import run_cli
+from calibration.pipeline import CalibrationConfig, calibrate
 from ramp.cli import main as ramp_main
 from ramp.ppo import PPO, PPOConfig, gae, load_policy
-from ramp.search import SearchConfig, run
+from ramp.search_run import SearchConfig, run
 
 
 def test_gae_matches_hand_computation():

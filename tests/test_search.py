@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.errors import UserError, run_cli
 from calibration.layers import Layer
+from calibration.pipeline import CalibrationConfig, calibrate
 from ramp.budget import make_budget
 from ramp.cli import main as ramp_main
 from ramp.env import Budget
 from ramp.greedy import allocate, solve_knapsack
-from ramp.search import SearchConfig, run
+from ramp.search_run import SearchConfig, run
 
 FAST = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
 
@@ -157,8 +157,8 @@ def test_target_size_counts_what_the_export_writes(tiny_llama_dir, tiny_cal, tmp
     (HALO's metadata keys at their largest, worst-case alignment padding), and not by much."""
     from calibration.models import load_model, resolve
     from halo import allocation as alloc_mod
-    from halo.export import ExportOptions, export
-    from ramp.search import _other_bytes
+    from halo.exporter import ExportOptions, export
+    from ramp.search_run import _other_bytes
 
     source = resolve(str(tiny_llama_dir))
     other = _other_bytes(load_model(source), source, tiny_cal)

@@ -1,4 +1,4 @@
-"""A transformers model behind the interface of `halo.bench.Model`, so HALO's perplexity (llama-perplexity's
+"""A transformers model behind the interface of `halo.measure.Model`, so HALO's perplexity (llama-perplexity's
 windows: ctx 512, second half of each window scored) and task scoring measure a torch model, e.g. one with
 simulated bitsandbytes weights, exactly as they measure a GGUF file in llama.cpp.
 
@@ -56,8 +56,8 @@ def bench_torch(model, tokenizer, max_chunks: int | None = 40, tasks=(), limit: 
     """WikiText-2 raw test perplexity (llama-perplexity's windows) and task accuracy of a torch model."""
     from tqdm.auto import tqdm
 
-    from halo.bench.perplexity import n_windows, ppl_stats, read_text, window_logprobs
-    from halo.bench.tasks import TASK_CONTEXT, check_tasks, evaluate
+    from halo.measure.perplexity import n_windows, ppl_stats, read_text, window_logprobs
+    from halo.measure.tasks import TASK_CONTEXT, check_tasks, evaluate
 
     result = {}
     with TorchLM(model, tokenizer, n_ctx) as lm:

@@ -14,9 +14,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from calibration import artifact
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.errors import UserError
 from calibration.models import load_model, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation as alloc_mod
 
 from . import __version__, checkpoint
@@ -140,7 +140,7 @@ def _other_bytes(model, source, cal) -> int:
     alignment padding of every tensor — an upper bound, so a file budgeted to N bytes is never larger than N."""
     from calibration.layers import special_tensors
     from halo import qtypes
-    from halo.export import metadata_extra_bound
+    from halo.exporter import metadata_extra_bound
     from halo.gguf_meta import source_metadata
     from halo.layout import gguf_tensors
     from halo.specials import special_types

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from calibration import artifact
-from calibration.calibrate import CalibrationConfig, calibrate
 from calibration.errors import UserError
 from calibration.models import load_model, resolve
+from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation as alloc_mod
 
 from .budget import allocation_bpw, make_budget
