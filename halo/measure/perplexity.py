@@ -73,17 +73,23 @@ def ppl_stats(nll: np.ndarray) -> dict:
     return {"ppl": ppl, "ppl_err": float(err * ppl), "nll": mean}
 
 
+def model_perplexity(model, text_file=None, max_chunks: int | None = None, progress: bool = True,
+                     desc: str = "perplexity") -> dict:
+    """Perplexity of an open model (a llama.cpp `Model`, or anything with its interface) over `text_file`."""
+    tokens = model.tokenize(read_text(text_file))
+    n = n_windows(len(tokens), model.n_ctx, max_chunks)
+    nll = []
+    for index in tqdm(range(n), desc=desc, unit="chunk", disable=not progress):
+        logp, targets = window_logprobs(model, tokens, index)
+        nll.append(-logp[np.arange(len(targets)), targets])
+    nll = np.concatenate(nll)
+    return ppl_stats(nll) | {"chunks": n, "tokens": int(len(nll)), "n_ctx": model.n_ctx}
+
+
 def perplexity(path, text_file=None, n_ctx: int = 512, max_chunks: int | None = None,
                threads: int | None = None, progress: bool = True) -> dict:
     """Perplexity of a GGUF file over `text_file` (default wiki.test.raw), like `llama-perplexity -c n_ctx`."""
     start = time.perf_counter()
     with Model(path, n_ctx=n_ctx, threads=threads) as model:
-        tokens = model.tokenize(read_text(text_file))
-        n = n_windows(len(tokens), n_ctx, max_chunks)
-        nll = []
-        for index in tqdm(range(n), desc="perplexity", unit="chunk", disable=not progress):
-            logp, targets = window_logprobs(model, tokens, index)
-            nll.append(-logp[np.arange(len(targets)), targets])
-    nll = np.concatenate(nll)
-    return ppl_stats(nll) | {"chunks": n, "tokens": int(len(nll)), "n_ctx": n_ctx,
-                             "seconds": time.perf_counter() - start}
+        result = model_perplexity(model, text_file, max_chunks, progress)
+    return result | {"seconds": time.perf_counter() - start}

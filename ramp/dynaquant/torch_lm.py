@@ -54,20 +54,13 @@ class TorchLM:
 def bench_torch(model, tokenizer, max_chunks: int | None = 40, tasks=(), limit: int | None = None,
                 n_ctx: int = 512, progress: bool = True) -> dict:
     """WikiText-2 raw test perplexity (llama-perplexity's windows) and task accuracy of a torch model."""
-    from tqdm.auto import tqdm
-
-    from halo.measure.perplexity import n_windows, ppl_stats, read_text, window_logprobs
+    from halo.measure.perplexity import model_perplexity
     from halo.measure.tasks import TASK_CONTEXT, check_tasks, evaluate
 
     result = {}
     with TorchLM(model, tokenizer, n_ctx) as lm:
-        tokens = lm.tokenize(read_text())
-        n = n_windows(len(tokens), n_ctx, max_chunks)
-        nll = []
-        for index in tqdm(range(n), desc="perplexity (torch)", unit="chunk", disable=not progress):
-            logp, targets = window_logprobs(lm, tokens, index)
-            nll.append(-logp[np.arange(len(targets)), targets])
-        result["perplexity"] = ppl_stats(np.concatenate(nll)) | {"chunks": n, "n_ctx": n_ctx}
+        result["perplexity"] = model_perplexity(lm, max_chunks=max_chunks, progress=progress,
+                                                desc="perplexity (torch)")
     with TorchLM(model, tokenizer, TASK_CONTEXT) as lm:
         result["tasks"] = {name: evaluate(lm, name, limit, progress) for name in check_tasks(tasks)}
     return result
