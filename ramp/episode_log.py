@@ -10,16 +10,23 @@ import json
 from tqdm.auto import tqdm
 
 
+def reset_log(log_path, start: int | None) -> None:
+    """A fresh run (start None) removes an old log; a resumed one keeps its first `start` lines (a killed
+    episode may have left a line the checkpoint does not know)."""
+    if start is None:
+        log_path.unlink(missing_ok=True)
+        return
+    lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
+    log_path.write_text("".join(line + "\n" for line in lines))
+
+
 def restart(ctx, state: dict | None) -> tuple[int, dict | None]:
     """(first episode, best so far) from a checkpoint state, or (0, None) with any old log removed."""
-    log_path = ctx.out / "log.jsonl"
     if state is None:
-        if log_path.exists():
-            log_path.unlink()
+        reset_log(ctx.out / "log.jsonl", None)
         return 0, None
     start, best = int(state["episode"]), state["best"]
-    lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
-    log_path.write_text("".join(line + "\n" for line in lines))  # drop a killed episode's partial line
+    reset_log(ctx.out / "log.jsonl", start)
     if best is not None:  # checkpoints from before --quality ranked by perplexity
         best.setdefault("loss", best["ppl"])
     tqdm.write(f"resuming at episode {start} of {ctx.config.episodes}")
@@ -50,7 +57,8 @@ def append(ctx, episode: int, reward: float, info: dict, feasible: bool, agent_f
 
 
 def answers(ctx, deterministic: list[int], best: dict | None) -> dict:
-    """The loop's result for `search_run.finish`: the deterministic rollout and, when one was seen, the best feasible."""
+    """The loop's result for `search_run.finish`: the deterministic rollout and, when one was seen, the best
+    feasible."""
     allocations = {"deterministic": deterministic}
     if best is not None:
         allocations["best"] = best["bits"]

@@ -22,6 +22,7 @@ from calibration.errors import UserError
 from halo import allocation as alloc_mod
 
 from .. import checkpoint
+from ..episode_log import reset_log
 from ..ppo import PPO, PPOConfig
 from ..ppo_loop import _update
 from . import formats as fmt_mod
@@ -85,10 +86,7 @@ def run(config, out: Path, resume: bool) -> dict:
         agent.load_state_dict(state["agent"])
         env.norm.load_state_dict(state["norm"])
         batch, best, start = state["batch"], state["best"], int(state["episode"])
-        lines = log_path.read_text().splitlines()[:start] if log_path.exists() else []
-        log_path.write_text("".join(line + "\n" for line in lines))
-    elif log_path.exists():
-        log_path.unlink()
+    reset_log(log_path, start if state is not None else None)
     tqdm.write(f"DynaQuant: {env.n_steps} steps per episode ({dq.granularity}), formats {','.join(dq.formats)}",
                file=sys.stderr)
     bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search (dynaquant)",
