@@ -59,6 +59,19 @@ class Steps:
         return json.loads(result.read_text())
 
 
+def job(args, kind: str) -> tuple[str, str, Steps]:
+    """(model tag, result name, steps) of a benchmark run: results `<kind>_<tag>[_quick]`, work in
+    `args.work/<tag>[_quick]` (a model path is tagged by its file or folder name)."""
+    tag = Path(args.model).stem if "/" in args.model else args.model
+    suffix = "_quick" if args.quick else ""
+    return tag, f"{kind}_{tag}{suffix}", Steps(args.work / f"{tag}{suffix}")
+
+
+def resume_flag(out: Path) -> list[str]:
+    """["--resume"] for a search in `out` that was killed (a checkpoint but no summary yet), else []."""
+    return ["--resume"] if (Path(out) / "checkpoint.pt").exists() and not (Path(out) / "summary.json").exists() else []
+
+
 def save_png(fig, path: Path) -> None:
     """Lay out, write atomically (temporary name, then rename) and close a matplotlib figure."""
     import matplotlib.pyplot as plt

@@ -26,8 +26,9 @@ from pathlib import Path
 from common import (  # the script's own folder is on sys.path
     BIN,
     ROOT,
-    Steps,
     base_gguf,
+    job,
+    resume_flag,
     save_png,
     write_json,
     write_text,
@@ -51,10 +52,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "convergence")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    tag = Path(args.model).stem if "/" in args.model else args.model
-    name = f"convergence_{tag}" + ("_quick" if args.quick else "")
+    _, name, steps = job(args, "convergence")
     spec = model_spec(args.model)
-    steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
     variants = [(v.split(":") + ["reward", "ppl"][len(v.split(":")) - 2:])[:4] for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     episodes = 4 if args.quick else args.episodes
@@ -72,12 +71,11 @@ def main() -> None:
         for seed in seeds:
             key = f"{algo}-{reward}{suffix}-s{seed}"
             out = steps.work / key
-            resume = ["--resume"] if (out / "checkpoint.pt").exists() and not (out / "summary.json").exists() else []
             steps.run(f"search_{key}", [BIN / "ramp", "search", "--model", spec, "--algo", algo, "--reward", reward,
                                         "--budget-mode", mode, "--quality", quality, "--budget", str(args.budget),
                                         "--calibration", cal,
                                         "--seed", str(seed),
-                                        *search_args, "--out", out, *resume], out / "summary.json")
+                                        *search_args, "--out", out, *resume_flag(out)], out / "summary.json")
             variant = f"{algo}:{reward}" + suffix.replace("-", ":")
             run = _curve(out, args.tolerance) | {"variant": variant, "seed": seed,
                                                  "seconds": steps.seconds[f"search_{key}"]}

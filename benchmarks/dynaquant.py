@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from common import BIN, ROOT, Steps, base_gguf, write_json, write_text  # the script's own folder is on sys.path
+from common import BIN, ROOT, base_gguf, job, resume_flag, write_json, write_text  # the script's folder is on sys.path
 from pareto import model_spec
 
 TASKS = ("boolq", "piqa")
@@ -40,10 +40,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "dynaquant")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    tag = Path(args.model).stem if "/" in args.model else args.model
-    name = f"dynaquant_{tag}" + ("_quick" if args.quick else "")
+    _, name, steps = job(args, "dynaquant")
     spec = model_spec(args.model)
-    steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
     work = steps.work
     chunks, limit = (2, 2) if args.quick else (args.max_chunks, args.limit)
     small = ["--calib-samples", "8", "--calib-seq-len", "64", "--eval-samples", "2", "--eval-seq-len", "64",
@@ -55,10 +53,9 @@ def main() -> None:
     mixes = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         out = work / f"search-s{seed}"
-        resume = ["--resume"] if (out / "checkpoint.pt").exists() and not (out / "summary.json").exists() else []
         steps.run(f"search-s{seed}", [BIN / "ramp", "search", "--model", spec, "--algo", "ppo", "--reward",
                                       "dynaquant", "--episodes", str(episodes), "--seed", str(seed), *small,
-                                      "--out", out, *resume], out / "summary.json")
+                                      "--out", out, *resume_flag(out)], out / "summary.json")
         summary = json.loads((out / "summary.json").read_text())
         mixes[f"DynaQuant s{seed}"] = summary["deterministic"]["formats"]
     config = summary["dynaquant"]
@@ -81,7 +78,9 @@ def _torch_rows(spec, mixes, config, work, chunks, limit, seed, quick) -> list[d
     from calibration.layers import layer_table
     from calibration.models import load_model, load_tokenizer, resolve
     from ramp.dynaquant import formats as fmt_mod
+    from ramp.dynaquant.env import step_groups
     from ramp.dynaquant.finetune import clear_formats, finetune, make_optimizer, set_format
+    from ramp.dynaquant.loop import memory_bytes
     from ramp.dynaquant.torch_lm import bench_torch
 
     source = resolve(spec)
@@ -89,8 +88,8 @@ def _torch_rows(spec, mixes, config, work, chunks, limit, seed, quick) -> list[d
     pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
     layers = layer_table(model, source.gguf_arch)
     modules = dict(model.named_modules())
-    n_steps = len({layer.block for layer in layers}) if config["granularity"] == "block" else len(layers)
-    ft_steps = n_steps * config["ft_steps"]  # what one DynaQuant episode gives its quantized model
+    # what one DynaQuant episode gives its quantized model
+    ft_steps = len(step_groups(layers, config["granularity"])) * config["ft_steps"]
     tokens = tokenize(tokenizer, load_text("wikitext2").text)
     seq = 64 if quick else 256
     windows = calibration_windows(tokens, 8 if quick else 64, seq, seed, bos_id(tokenizer))
@@ -112,8 +111,7 @@ def _torch_rows(spec, mixes, config, work, chunks, limit, seed, quick) -> list[d
                 picks = torch.randint(len(windows), (ft_steps, config["ft_batch"]), generator=generator)
                 finetune(model, make_optimizer(model, config["ft_lr"]), [windows[p] for p in picks])
             measured = bench_torch(model, tokenizer, chunks, TASKS, limit)
-            layer_bytes = sum(fmt_mod.storage_bytes(f, (layer.out_features, layer.in_features))
-                              for layer, f in zip(layers, fmts)) if fmts else 2 * sum(x.params for x in layers)
+            layer_bytes = memory_bytes(layers, fmts or ["fp16"] * len(layers))
             row = {"label": label, "memory_bytes": layer_bytes + 2 * other, "layer_bytes": layer_bytes,
                    "fine_tuned_steps": ft_steps if label.endswith("+ FT") else 0, "formats": fmts,
                    "ppl": measured["perplexity"]["ppl"], "ppl_err": measured["perplexity"]["ppl_err"],

@@ -26,9 +26,10 @@ from pathlib import Path
 from common import (  # the script's own folder is on sys.path
     BIN,
     ROOT,
-    Steps,
     base_gguf,
     f32_gguf,
+    job,
+    resume_flag,
     save_png,
     write_json,
     write_text,
@@ -75,10 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:  # 1 preset, 1 uniform type, 1 budget, 1 seed, 2 windows, 2 items a task
         args.seeds, args.budgets = "0", args.budgets or "Q4_K_M"
-    tag = Path(args.model).stem if "/" in args.model else args.model
-    name = f"pareto_{tag}" + ("_quick" if args.quick else "")
+    tag, name, steps = job(args, "pareto")
     spec = model_spec(args.model)
-    steps = Steps(args.work / (tag + ("_quick" if args.quick else "")))
     work, stages = steps.work, set(args.stages.split(","))
     presets, uniform = (["Q4_K_M"], ["Q3_K"]) if args.quick else (PRESETS, UNIFORM)
     bench_presets, bench_uniform = set(args.presets.split(",")), set(args.uniform.split(",")) | {"Q3_K"}
@@ -140,11 +139,9 @@ def main() -> None:
         if "sac" in stages:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 out = work / f"sac-{label}-s{seed}"
-                started = (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
-                resume = ["--resume"] if started else []
                 steps.run(f"search_sac-{label}-s{seed}", [
                     BIN / "ramp", "search", "--model", spec, "--target-size", str(size), "--calibration", cal,
-                    "--seed", str(seed), *sac_args, *search, "--out", out, *resume], out / "summary.json")
+                    "--seed", str(seed), *sac_args, *search, "--out", out, *resume_flag(out)], out / "summary.json")
                 report = steps.export_and_bench(f"sac-{label}-s{seed}", spec, ["--allocation", out / "allocation.json"],
                                                 cal, base, work / f"sac-{label}-s{seed}.gguf", chunks, bench_args)
                 rows[f"RAMP-SAC @ {label} seed {seed}"] = _row(f"RAMP-SAC @ {label}", "sac", report, label, seed)

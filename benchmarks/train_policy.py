@@ -18,6 +18,7 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     Steps,
     base_gguf,
+    resume_flag,
     write_json,
 )
 from pareto import model_spec
@@ -49,9 +50,9 @@ def main() -> None:
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
     if not args.search_dir:  # a killed search continues from its checkpoint
-        resume = ["--resume"] if (search / "checkpoint.pt").exists() and not (search / "summary.json").exists() else []
-        steps.run("search", [BIN / "ramp", "search", "--model", spec, "--calibration", cal, "--budget", str(args.budget),
-                             "--seed", str(args.seed), *quick, "--out", search, *resume], search / "summary.json")
+        steps.run("search", [BIN / "ramp", "search", "--model", spec, "--calibration", cal, "--budget",
+                             str(args.budget), "--seed", str(args.seed), *quick, "--out", search, *resume_flag(search)],
+                  search / "summary.json")
     report = steps.export_and_bench("ramp", spec, ["--allocation", search / "allocation.json"], cal,
                                     base_gguf(spec, steps.work), steps.work / f"{name}.gguf",
                                     2 if args.quick else args.max_chunks)
