@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--scale-fold", action="store_true", help="apply RAMP scale folding")
     srch.add_argument("--plan", default="auto", choices=["auto", "dequantized", "bytes", "on-the-fly"],
                       help="evaluator memory plan")
+    srch.add_argument("--workers", type=positive_int, default=0,
+                      help="roll SAC episodes out on N Ray workers, each with its own model replica (pip install ray)")
+    srch.add_argument("--ray-address", default=None,
+                      help="with --workers: an existing Ray cluster (default: start a local one)")
     srch.add_argument("--seed", type=int, default=0)
     srch.add_argument("--resume", action="store_true", help="continue the search in OUT from its last checkpoint")
     srch.add_argument("--export", type=Path, default=None, help="also write the chosen allocation as this GGUF")
@@ -163,7 +167,8 @@ def _search(args) -> int:
                     reward=args.reward, credit=args.credit, budget_mode=args.budget_mode, quality=args.quality,
                     eval_samples=args.eval_samples, eval_seq_len=args.eval_seq_len,
                     calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
-                    imatrix=not args.no_imatrix, scale_fold=args.scale_fold, plan=args.plan, extra=extra)
+                    imatrix=not args.no_imatrix, scale_fold=args.scale_fold, plan=args.plan, extra=extra,
+                    workers=args.workers, ray_address=args.ray_address)
     summary, chosen = result.summary, result.chosen
     if args.reward == "dynaquant":
         print(f"dynaquant: PPL {chosen['ppl_quant']:.3f} (reference {chosen['ppl_ref']:.3f}, both fine-tuned), "

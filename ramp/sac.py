@@ -10,10 +10,11 @@ Critics minimise the squared error to y, the actor minimises E[alpha log pi(a|s)
 and the temperature minimises E[-alpha (log pi(a|s) + target_entropy)] (eq. 17).  All three use Adam
 at the same learning rate and the networks' gradients are clipped by norm.
 
-Every random draw of the agent (network initialisation, warm-up actions, exploration noise, the
-reparameterised samples in `update`) comes from the agent's own seed and `torch.Generator`, never
-from torch's global generator, and `state_dict()` includes that generator: a restored agent acts
-and learns exactly as the original would have.
+Every random draw of the agent (network initialisation, the reparameterised samples in `update`, and
+`act`/`random_action` when called) comes from the agent's own seed and `torch.Generator`, never from
+torch's global generator, and `state_dict()` includes that generator: a restored agent acts and learns
+exactly as the original would have.  The search's episodes act through `ramp.behaviour` instead (one
+random stream per episode), so that any process can roll an episode out.
 """
 
 import copy

@@ -57,6 +57,8 @@ class SearchConfig:
     scale_fold: bool = False
     seed: int = 0
     plan: str = "auto"                    # evaluator memory plan
+    workers: int = 0                      # SAC episodes on this many Ray workers (0: in this process)
+    ray_address: str | None = None        # an existing Ray cluster; default: start a local one
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -102,8 +104,11 @@ class Context:
         return outcome.kld if self.config.quality == "kld" else outcome.ppl
 
 
-def prepare(config: SearchConfig, out: Path) -> Context:
-    """Calibrate (or reuse), load, fold if asked, check the budget, build the evaluator."""
+def prepare(config: SearchConfig, out: Path, evaluator_factory=None) -> Context:
+    """Calibrate (or reuse), load, fold if asked, check the budget, build the evaluator.
+
+    `evaluator_factory(calibration)`, when given, supplies the evaluator instead of a local one (the Ray
+    search's driver scores on a worker's replica and loads no model of its own unless the budget needs it)."""
     if config.episodes < 1 and config.algo in ("sac", "ppo"):
         raise UserError("--episodes must be at least 1")
     if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:
@@ -120,13 +125,17 @@ def prepare(config: SearchConfig, out: Path) -> Context:
     cal = artifact.read(cal_dir) if config.calibration else calibrate(
         CalibrationConfig(model=config.model, samples=config.calib_samples, seq_len=config.calib_seq_len,
                           seed=config.seed), cal_dir)
-    model = load_model(source)
+    model = load_model(source) if config.target_size or evaluator_factory is None else None
     layers = cal.layers
     other = _other_bytes(model, source, cal) if config.target_size else 0
     budget = make_budget(layers, config.actions, config.budget, config.ceiling, config.nominal_bits,
                          config.target_size, other)
-    evaluator = make_evaluator(model, source, cal, [str(b) for b in config.actions], config.eval_samples,
-                               config.eval_seq_len, config.seed, config.imatrix, config.scale_fold, plan=config.plan)
+    if evaluator_factory is not None:
+        evaluator = evaluator_factory(cal)
+    else:
+        evaluator = make_evaluator(model, source, cal, [str(b) for b in config.actions], config.eval_samples,
+                                   config.eval_seq_len, config.seed, config.imatrix, config.scale_fold,
+                                   plan=config.plan)
     base = evaluator.evaluate([None] * len(layers))
     _log(f"base model ({source.weights_name}): PPL {base.ppl:.3f} on {config.eval_samples} x {config.eval_seq_len} "
          f"held-out validation tokens; budget {budget.target:.3f} (ceiling {budget.ceiling:.3f}) "
@@ -170,7 +179,9 @@ def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
         if not config_path.exists():
             raise UserError(f"nothing to resume in {out}: no config.json")
         saved = json.loads(config_path.read_text())
+        address = config.ray_address  # where the cluster is may change between runs; nothing else may
         config = SearchConfig(**(saved | {"actions": tuple(saved["actions"])}))
+        config.ray_address = address or config.ray_address
     elif (out / checkpoint.NAME).exists():
         raise UserError(f"{out} holds a search already; use --resume to continue it or choose another --out")
     else:
@@ -179,6 +190,8 @@ def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
         from .dynaquant.loop import run as run_dynaquant
 
         return run_dynaquant(config, out, resume)
+    if config.workers:
+        return _run_on_ray(config, out, resume)
     ctx = prepare(config, out)
     if config.algo == "sac":
         from .sac_loop import train
@@ -197,6 +210,27 @@ def run(config: SearchConfig, out: Path, resume: bool = False) -> dict:
     else:
         raise UserError(f"unknown --algo {config.algo!r}; use sac, ppo, greedy or uniform")
     return finish(ctx, result)
+
+
+def _run_on_ray(config: SearchConfig, out: Path, resume: bool) -> dict:
+    """The SAC search with its episodes on `config.workers` Ray actors (`ramp.ray_search`)."""
+    if config.algo != "sac" or config.workers < 1:
+        raise UserError("--workers N (N >= 1) runs SAC episodes on Ray; use it with --algo sac")
+    try:
+        from . import ray_search
+    except ImportError:
+        raise UserError("--workers needs Ray: pip install 'ray>=2.9'") from None
+    workers = []
+
+    def remote_evaluator(cal):
+        workers.extend(ray_search.start_workers(config, out, cal, config.ray_address))
+        return ray_search.RemoteEvaluator(workers[0], cal.layers)
+
+    try:
+        ctx = prepare(config, out, remote_evaluator)
+        return finish(ctx, ray_search.train(ctx, resume, workers))
+    finally:
+        ray_search.stop_workers(workers)
 
 
 def uniform_search(ctx: Context) -> dict:
@@ -287,11 +321,14 @@ def write_policy(ctx: Context, agent, episodes: int) -> Path:
     return save_policy(ctx.out, "policy", agent.policy_state_dict(), policy_card(ctx, agent, episodes))
 
 
+def sac_config(ctx: Context) -> SACConfig:
+    return SACConfig(warmup_episodes=ctx.config.warmup_episodes, updates_per_episode=ctx.config.updates_per_episode)
+
+
 def new_agent(ctx: Context) -> tuple[SAC, ReplayBuffer]:
-    sac_config = SACConfig(warmup_episodes=ctx.config.warmup_episodes,
-                           updates_per_episode=ctx.config.updates_per_episode)
-    agent = SAC(11, sac_config, seed=ctx.config.seed)
-    return agent, ReplayBuffer(sac_config.buffer_capacity, 11, seed=ctx.config.seed + 2)
+    config = sac_config(ctx)
+    agent = SAC(11, config, seed=ctx.config.seed)
+    return agent, ReplayBuffer(config.buffer_capacity, 11, seed=ctx.config.seed + 2)
 
 
 def new_env(ctx: Context) -> AllocationEnv:

@@ -98,3 +98,14 @@ def test_dynaquant_quick(tiny, tmp_path):
     cpp = {row["label"]: row for row in result["llama_cpp_rows"]}
     assert cpp["RAMP greedy at the size of DynaQuant s0"]["size_bytes"] <= cpp["DynaQuant s0 exported"]["size_bytes"]
     assert "## llama.cpp (exported GGUF files)" in (tmp_path / "dynaquant_tiny_quick.md").read_text()
+
+
+def test_ray_workers_quick(tiny, tmp_path):
+    _script("ray_workers.py", "--quick", "--model", tiny, "--workers", "2", "--work", tmp_path / "work",
+            "--out", tmp_path)
+    result = json.loads((tmp_path / "ray_workers_tiny_quick.json").read_text())
+    assert set(result["rows"]) == {"in-process", "ray-2"}
+    ray_row = result["rows"]["ray-2"]
+    assert ray_row["workers"] == 2 and ray_row["episodes_per_minute"] > 0 and 0 <= ray_row["learner_wait_share"] <= 1
+    assert result["rows"]["in-process"]["speedup"] == 1.0
+    assert "| ray-2 |" in (tmp_path / "ray_workers_tiny_quick.md").read_text()

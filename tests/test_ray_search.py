@@ -1,0 +1,94 @@
+"""`ramp search --workers N`: SAC episodes on Ray actors (a local 2-CPU Ray, the tiny model).
+
+One worker reproduces the in-process search exactly; two workers are reproducible, keep every episode in the
+replay buffer, and survive a worker killed mid-run (Ray restarts it and the episode runs again).
+"""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from calibration.errors import run_cli
+from calibration.pipeline import CalibrationConfig, calibrate
+from ramp import checkpoint
+from ramp.cli import main as ramp_main
+from ramp.ray_search import worker_name
+from ramp.search_run import SearchConfig, run
+
+FAST = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
+LAYERS = 14
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_cal(tiny_llama_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ray-cal") / "cal"
+    return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64), out)
+
+
+def _config(model, cal, **kw):
+    return SearchConfig(model=str(model), calibration=str(cal.path), **(FAST | kw))
+
+
+def _episodes(out):
+    return [(r["episode"], r["bits"], r["ppl"], r["kld"], r["reward"])
+            for r in map(json.loads, (Path(out) / "log.jsonl").read_text().splitlines())]
+
+
+def _answers(summary):
+    return {label: (a["ppl"], a["bpw"]) for label, a in summary["allocations"].items()}
+
+
+def test_one_worker_equals_the_in_process_search(cluster, tiny_llama_dir, tiny_cal, tmp_path):
+    local = run(_config(tiny_llama_dir, tiny_cal), tmp_path / "local")
+    remote = run(_config(tiny_llama_dir, tiny_cal, workers=1), tmp_path / "ray1")
+    assert _episodes(tmp_path / "ray1") == _episodes(tmp_path / "local")
+    assert _answers(remote) == _answers(local) and remote["chosen"] == local["chosen"]
+    timing = json.loads((tmp_path / "ray1" / "ray.json").read_text())
+    assert timing["workers"] == 1 and timing["episodes"] == 6 and 0 <= timing["learner_wait_share"] <= 1
+
+
+def test_two_workers_are_reproducible_and_survive_a_killed_worker(cluster, tiny_llama_dir, tiny_cal, tmp_path):
+    config = _config(tiny_llama_dir, tiny_cal, workers=2, episodes=8)
+    straight = run(config, tmp_path / "straight")
+    out, killed = tmp_path / "killed", {}
+
+    def kill_one_worker():
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            log = out / "log.jsonl"
+            if log.exists() and len(log.read_text().splitlines()) >= 3:
+                worker = ray.get_actor(worker_name(out, 1))
+                killed["pid"] = ray.get(worker.pid.remote())
+                ray.kill(worker, no_restart=False)  # as if its process died: Ray restarts it
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    again = run(config, out)
+    killer.join()
+    assert killed, "the worker was never killed"
+    assert _episodes(out) == _episodes(tmp_path / "straight")
+    assert [e for e, *_ in _episodes(out)] == list(range(8))
+    assert _answers(again) == _answers(straight)
+    buffer = checkpoint.load(out)["buffer"]
+    assert buffer["size"] == 8 * LAYERS  # every episode's transitions reached the learner
+    assert json.loads((out / "ray.json").read_text())["workers"] == 2
+
+
+def test_workers_need_sac(tiny_llama_dir, tiny_cal, tmp_path, capsys):
+    argv = ["search", "--model", str(tiny_llama_dir), "--calibration", str(tiny_cal.path), "--algo", "greedy",
+            "--workers", "2", "--out", str(tmp_path / "g")]
+    assert run_cli(ramp_main, argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers" in err[0] and "sac" in err[0]
