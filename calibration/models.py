@@ -163,13 +163,36 @@ def load_tokenizer(source: ModelSource):
     return _from_pretrained(source, AutoTokenizer)
 
 
-def load_model(source: ModelSource, device: str = "cpu", dtype: str = "float32"):
-    """The causal LM in eval mode on `device`; GGUF weights are dequantized to `dtype`."""
+def load_model(source: ModelSource, device: str = "cpu", dtype: str = "float32", max_memory: int | None = None,
+               offload_dir: Path | None = None):
+    """The causal LM in eval mode on `device`; GGUF weights are dequantized to `dtype`.
+
+    With `max_memory` (bytes) the model is placed by accelerate (`device_map="auto"`): what does not fit in
+    `max_memory` of `device` is offloaded to `offload_dir` and streamed in block by block as it runs
+    (`calibration.memory`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = _from_pretrained(source, AutoModelForCausalLM, dtype=getattr(torch, dtype))
-    return model.eval().to(device)
+    if max_memory is None:
+        model = _from_pretrained(source, AutoModelForCausalLM, dtype=getattr(torch, dtype))
+        return model.eval().to(device)
+    if offload_dir is None:
+        raise UserError("streaming a model needs a folder to offload its weights to")
+    limits = {0: max_memory, "cpu": max_memory} if device.startswith("cuda") else {"cpu": max_memory}
+    model = _from_pretrained(source, AutoModelForCausalLM, dtype=getattr(torch, dtype), device_map="auto",
+                             max_memory=limits, offload_folder=str(offload_dir))
+    return model.eval()
+
+
+def skeleton(source: ModelSource, dtype: str = "float32"):
+    """The model with its weights on the meta device: shapes and sizes, no memory."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = _from_pretrained(source, AutoConfig)
+    with init_empty_weights():
+        return AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
 
 
 def load(source: ModelSource, device: str = "cpu", dtype: str = "float32"):

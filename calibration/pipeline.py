@@ -6,6 +6,7 @@ sequence length, seed, dtype, format) are identical is reused instead of recompu
 
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from .embedding import FEATURES, layer_embedding, standardisation
 from .errors import UserError
 from .hashing import json_sha256
 from .layers import layer_table, special_tensors
-from .models import load_model, load_tokenizer, resolve
+from .memory import free_host_memory, load_plan, model_bytes
+from .models import load_model, load_tokenizer, resolve, skeleton
 from .stats import collect
 
 
@@ -35,6 +37,7 @@ class CalibrationConfig:
     batch_size: int = 8          # sequences per forward pass (does not change the result)
     device: str | None = None    # cpu / cuda; None picks cuda when present
     dtype: str = "float32"       # dtype the model runs in
+    max_memory: int | None = None  # bytes the model may take; None: half the free memory (more: streamed)
 
 
 def pick_device(requested: str | None) -> str:
@@ -46,8 +49,9 @@ def pick_device(requested: str | None) -> str:
 
 
 def _versions() -> dict:
-    import transformers
     from importlib.metadata import version
+
+    import transformers
 
     return {"ramp": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "gguf": version("gguf"), "numpy": np.__version__}
@@ -86,29 +90,20 @@ def calibrate(config: CalibrationConfig, out: Path) -> artifact.Calibration:
     windows = calibration_windows(tokens, config.samples, config.seq_len, config.seed, bos_id(tokenizer))
     _log(f"loading {source.label} [{source.architecture}] on {device}; its weights are the "
          f"{source.weights_name} model")
-    model = load_model(source, device, config.dtype)
-    layers = layer_table(model, source.gguf_arch)
-    batches = list(windows.split(config.batch_size))
-    _log(f"{len(layers)} quantizable layers; {config.samples} x {config.seq_len} tokens from {text.label}")
-    stats = collect(model, layers, batches, device)
-
-    n_blocks = 1 + max(layer.block for layer in layers)
-    modules = dict(model.named_modules())
-    tensors, rows = {}, []
-    for layer in layers:
-        s = stats[layer.name]
-        w = modules[layer.name].weight.detach().to("cpu", dtype=torch.float64)
-        if not bool(w.isfinite().all()):
-            raise UserError(f"the weights of {layer.name} are not finite")
-        act_max = s.max_abs.numpy()
-        tensors[f"{layer.gguf_name}.act_max"] = act_max.astype(np.float32)
-        tensors[f"{layer.gguf_name}.act_mean_abs"] = s.mean_abs.numpy().astype(np.float32)
-        tensors[f"{layer.gguf_name}.act_mean_sq"] = s.mean_sq.numpy().astype(np.float32)
-        rows.append(layer_embedding(layer, n_blocks, float(w.std()), float(w.abs().mean()), act_max))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".offload-", dir=out.parent) as offload:  # beside the output: big disks
+        model = _load(source, device, config, Path(offload))
+        layers = layer_table(model, source.gguf_arch)
+        batches = list(windows.split(config.batch_size))
+        _log(f"{len(layers)} quantizable layers; {config.samples} x {config.seq_len} tokens from {text.label}")
+        stats = collect(model, layers, batches, device)
+        tensors, rows, n_blocks = _layer_rows(model, layers, stats)
+        special = special_tensors(model, source.gguf_arch)
     embedding = np.stack(rows)
     mean, std = standardisation(embedding)
     tensors |= {"embedding": embedding.astype(np.float32), "embedding_mean": mean.astype(np.float32),
                 "embedding_std": std.astype(np.float32)}
+
 
     manifest = {
         "key": key,
@@ -117,7 +112,7 @@ def calibrate(config: CalibrationConfig, out: Path) -> artifact.Calibration:
                   "architecture": source.architecture, "gguf_arch": source.gguf_arch, "n_blocks": n_blocks,
                   "weights": source.weights_name, "config": _small_config(model)},
         "layers": [layer.to_dict() for layer in layers],
-        "special": special_tensors(model, source.gguf_arch),
+        "special": special,
         "data": {"source": text.label, "sha256": text.sha256, "tokens": int(len(tokens)),
                  "bos_id": bos_id(tokenizer), "windows": "calibration region (first 80% of tokens)"},
         "calibration": asdict(config) | {"device": device},
@@ -130,6 +125,39 @@ def calibrate(config: CalibrationConfig, out: Path) -> artifact.Calibration:
     written = artifact.write(out, manifest, tensors)
     _log(f"wrote {out}: {len(layers)} layers, embedding {embedding.shape}, {manifest['wall_time_s']} s")
     return written
+
+
+def _load(source, device: str, config: CalibrationConfig, offload: Path):
+    """The model whole when it fits (`calibration.memory`), else placed by accelerate with its blocks on disk."""
+    need = model_bytes(skeleton(source, config.dtype))
+    plan, allowed = load_plan(need, free_host_memory(), config.max_memory)
+    if plan == "whole":
+        _log(f"loading the model whole: {need / 1e9:.2f} GB of {allowed / 1e9:.2f} GB allowed")
+        return load_model(source, device, config.dtype)
+    _log(f"the model needs {need / 1e9:.2f} GB, {allowed / 1e9:.2f} GB allowed: streaming its blocks from disk "
+         f"(accelerate offload to {offload})")
+    return load_model(source, device, config.dtype, allowed, offload)
+
+
+def _layer_rows(model, layers, stats) -> tuple[dict, list, int]:
+    """Per layer: its activation statistics (tensors) and its embedding row (weights read where they live)."""
+    from accelerate.utils import align_module_device
+
+    n_blocks = 1 + max(layer.block for layer in layers)
+    modules = dict(model.named_modules())
+    tensors, rows = {}, []
+    for layer in layers:
+        s = stats[layer.name]
+        with align_module_device(modules[layer.name], torch.device("cpu")):  # an offloaded weight, brought in
+            w = modules[layer.name].weight.detach().to("cpu", dtype=torch.float64)
+        if not bool(w.isfinite().all()):
+            raise UserError(f"the weights of {layer.name} are not finite")
+        act_max = s.max_abs.numpy()
+        tensors[f"{layer.gguf_name}.act_max"] = act_max.astype(np.float32)
+        tensors[f"{layer.gguf_name}.act_mean_abs"] = s.mean_abs.numpy().astype(np.float32)
+        tensors[f"{layer.gguf_name}.act_mean_sq"] = s.mean_sq.numpy().astype(np.float32)
+        rows.append(layer_embedding(layer, n_blocks, float(w.std()), float(w.abs().mean()), act_max))
+    return tensors, rows, n_blocks
 
 
 def _small_config(model) -> dict:

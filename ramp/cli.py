@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward pass")
     cal.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     cal.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    cal.add_argument("--max-memory", default=None,
+                     help="memory the model may take, e.g. 8GB (default: half the free memory); a larger model is "
+                          "streamed block by block from disk (accelerate offload)")
     cal.add_argument("--out", type=Path, required=True, help="artifact directory to write")
 
     srch = sub.add_parser("search", help="learn a per-layer bit allocation under a budget (SAC, PPO, greedy, uniform)")
@@ -118,7 +121,8 @@ def _calibrate(args) -> int:
     from calibration.api import calibrate
 
     result = calibrate(args.model, args.out, data=args.data, samples=args.samples, seq_len=args.seq_len,
-                       seed=args.seed, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
+                       seed=args.seed, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                       max_memory=args.max_memory)
     print(result.path)
     return 0
 

@@ -17,33 +17,19 @@ The original weight tensors are kept; `restore()` puts them back (type ``None`` 
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from calibration.errors import UserError
+from calibration.memory import HEADROOM, free_host_memory
 from halo import exporter, ggml, qtypes
 
 QType = qtypes.QType
 PLANS = ("dequantized", "bytes", "on-the-fly")
-HEADROOM = 0.5   # a cache may take at most this fraction of the free memory
 
 log = logging.getLogger(__name__)
-
-
-def free_host_memory() -> int:
-    """Bytes of host memory available to a new allocation (psutil, else /proc/meminfo MemAvailable)."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise UserError("cannot tell the free memory (no psutil, no /proc/meminfo); pass a plan explicitly")
 
 
 def free_device_memory(device: torch.device) -> int:

@@ -8,9 +8,10 @@ import pytest
 
 from calibration import artifact
 from calibration.embedding import STD_FLOOR, position_bucket, standardise
-from calibration.errors import UserError
+from calibration.errors import UserError, run_cli
 from calibration.models import load, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
+from ramp.cli import main as ramp_main
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,22 @@ def test_corrupt_artifact_is_one_clear_error(tiny_artifact, tmp_path):
     (broken / artifact.TENSORS).write_bytes((cal.path / artifact.TENSORS).read_bytes())
     with pytest.raises(UserError, match="corrupt"):
         artifact.read(broken)
+
+
+def test_a_model_over_its_memory_limit_is_streamed_with_identical_results(tiny_artifact, tmp_path, capsys):
+    """Forced to stream (--max-memory far below the model), calibration gives the in-memory artifact's numbers."""
+    cal, config = tiny_artifact
+    out = tmp_path / "streamed"
+    argv = ["calibrate", "--model", config.model, "--data", config.data, "--samples", "4", "--seq-len", "64",
+            "--seed", "1", "--max-memory", "1MB", "--out", str(out)]
+    assert run_cli(ramp_main, argv) == 0
+    assert "streaming its blocks from disk" in capsys.readouterr().err
+    streamed = artifact.read(out)
+    assert streamed.manifest["key"] == cal.manifest["key"]   # the same inputs: either artifact serves the other
+    assert set(streamed.tensors) == set(cal.tensors)
+    for name, tensor in cal.tensors.items():
+        np.testing.assert_array_equal(streamed.tensors[name], tensor, err_msg=name)
+    assert not any(p.name.startswith(".offload-") for p in tmp_path.iterdir())   # the offload folder is removed
+    argv[argv.index("1MB")] = "lots"
+    assert run_cli(ramp_main, argv[:-1] + [str(tmp_path / "bad")]) != 0
+    assert "cannot read 'lots' as a size" in capsys.readouterr().err

@@ -202,3 +202,17 @@ def test_kld_quality_chooses_the_lowest_divergence(tiny_llama_dir, tiny_cal, tmp
     assert summary["chosen"] == "best" and records
     assert summary["allocations"]["best"]["kld"] == min(r["kld"] for r in records)
     assert json.loads((out / "config.json").read_text())["quality"] == "kld"
+
+
+def test_every_memory_plan_gives_identical_episodes(tiny_llama_dir, tiny_cal, tmp_path, caplog):
+    """The evaluator's three memory plans, each forced, give the same search episode for episode."""
+    import logging
+
+    logs = {}
+    for plan in ("dequantized", "bytes", "on-the-fly"):
+        with caplog.at_level(logging.INFO, logger="ramp.weight_cache"):
+            run(_config(tiny_llama_dir, tiny_cal, episodes=4, plan=plan), tmp_path / plan)
+        assert f"plan {plan}" in caplog.text
+        caplog.clear()
+        logs[plan] = [(r["bits"], r["ppl"], r["kld"], r["reward"]) for r in _log(tmp_path / plan)]
+    assert logs["dequantized"] == logs["bytes"] == logs["on-the-fly"] and len(logs["bytes"]) == 4
