@@ -57,3 +57,18 @@ def load_plan(need: int, free: int, max_memory: int | None = None) -> tuple[str,
     """("whole" or "stream", the bytes of host memory the model may take)."""
     allowed = max_memory if max_memory is not None else int(HEADROOM * free)
     return ("whole" if need <= allowed else "stream"), allowed
+
+
+def load_within(source, device: str, dtype: str, offload_dir: Path, max_memory: int | None = None, log=print):
+    """The model whole when it fits (`load_plan`), else placed by accelerate with what does not fit offloaded to
+    `offload_dir` (which must outlive the model); `log` says which."""
+    from .models import load_model, skeleton
+
+    need = model_bytes(skeleton(source, dtype))
+    plan, allowed = load_plan(need, free_host_memory(), max_memory)
+    if plan == "whole":
+        log(f"loading the model whole: {need / 1e9:.2f} GB of {allowed / 1e9:.2f} GB allowed")
+        return load_model(source, device, dtype)
+    log(f"the model needs {need / 1e9:.2f} GB, {allowed / 1e9:.2f} GB allowed: streaming its blocks from disk "
+        f"(accelerate offload to {offload_dir})")
+    return load_model(source, device, dtype, allowed, offload_dir)

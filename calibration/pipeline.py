@@ -20,8 +20,8 @@ from .embedding import FEATURES, layer_embedding, standardisation
 from .errors import UserError
 from .hashing import json_sha256
 from .layers import layer_table, special_tensors
-from .memory import free_host_memory, load_plan, model_bytes
-from .models import load_model, load_tokenizer, resolve, skeleton
+from .memory import load_within
+from .models import load_tokenizer, resolve
 from .stats import collect
 
 
@@ -92,7 +92,7 @@ def calibrate(config: CalibrationConfig, out: Path) -> artifact.Calibration:
          f"{source.weights_name} model")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".offload-", dir=out.parent) as offload:  # beside the output: big disks
-        model = _load(source, device, config, Path(offload))
+        model = load_within(source, device, config.dtype, Path(offload), config.max_memory, _log)
         layers = layer_table(model, source.gguf_arch)
         batches = list(windows.split(config.batch_size))
         _log(f"{len(layers)} quantizable layers; {config.samples} x {config.seq_len} tokens from {text.label}")
@@ -125,18 +125,6 @@ def calibrate(config: CalibrationConfig, out: Path) -> artifact.Calibration:
     written = artifact.write(out, manifest, tensors)
     _log(f"wrote {out}: {len(layers)} layers, embedding {embedding.shape}, {manifest['wall_time_s']} s")
     return written
-
-
-def _load(source, device: str, config: CalibrationConfig, offload: Path):
-    """The model whole when it fits (`calibration.memory`), else placed by accelerate with its blocks on disk."""
-    need = model_bytes(skeleton(source, config.dtype))
-    plan, allowed = load_plan(need, free_host_memory(), config.max_memory)
-    if plan == "whole":
-        _log(f"loading the model whole: {need / 1e9:.2f} GB of {allowed / 1e9:.2f} GB allowed")
-        return load_model(source, device, config.dtype)
-    _log(f"the model needs {need / 1e9:.2f} GB, {allowed / 1e9:.2f} GB allowed: streaming its blocks from disk "
-         f"(accelerate offload to {offload})")
-    return load_model(source, device, config.dtype, allowed, offload)
 
 
 def _layer_rows(model, layers, stats) -> tuple[dict, list, int]:

@@ -69,8 +69,12 @@ def search(model: str = "default", out: str | Path = "runs/search", *, algo: str
     eval_samples, scale_fold, imatrix, extra, ...).  With `export` the chosen allocation is also written as that
     GGUF file (loaded and run in llama.cpp before this returns).
     """
+    from calibration.memory import parse_bytes
+
     from .search_run import SearchConfig, run
 
+    if isinstance(options.get("max_memory"), str):  # "8GB" as on the command line
+        options["max_memory"] = parse_bytes(options["max_memory"])
     config = SearchConfig(model=model, algo=algo, budget=budget, target_size=target_size, episodes=episodes,
                           seed=seed, calibration=None if calibration is None else str(calibration), **options)
     out = Path(out)

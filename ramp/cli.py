@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--scale-fold", action="store_true", help="apply RAMP scale folding")
     srch.add_argument("--plan", default="auto", choices=["auto", "dequantized", "bytes", "on-the-fly"],
                       help="evaluator memory plan")
+    srch.add_argument("--max-memory", default=None,
+                      help="memory the model may take, e.g. 8GB (default: half the free memory); a larger model is "
+                           "streamed block by block from disk (accelerate offload)")
     srch.add_argument("--workers", type=positive_int, default=0,
                       help="roll SAC episodes out on N Ray workers, each with its own model replica (pip install ray)")
     srch.add_argument("--ray-address", default=None,
@@ -172,7 +175,7 @@ def _search(args) -> int:
                     eval_samples=args.eval_samples, eval_seq_len=args.eval_seq_len,
                     calib_samples=args.calib_samples, calib_seq_len=args.calib_seq_len,
                     imatrix=not args.no_imatrix, scale_fold=args.scale_fold, plan=args.plan, extra=extra,
-                    workers=args.workers, ray_address=args.ray_address)
+                    workers=args.workers, ray_address=args.ray_address, max_memory=args.max_memory)
     summary, chosen = result.summary, result.chosen
     if args.reward == "dynaquant":
         print(f"dynaquant: PPL {chosen['ppl_quant']:.3f} (reference {chosen['ppl_ref']:.3f}, both fine-tuned), "

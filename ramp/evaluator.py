@@ -63,8 +63,11 @@ class Evaluator:
                             f"{windows.dtype}")
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
-        self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
+        if getattr(model, "hf_device_map", None) is not None:   # placed (and maybe offloaded) by accelerate
+            self.device, self.model = torch.device("cpu"), model.eval()   # its hooks move inputs where they run
+        else:
+            self.device = torch.device(device) if device is not None else default_device()
+            self.model = model.to(self.device).eval()
         self.layers = list(layers)
         self.windows = windows.to(self.device)
         self.batch_size = int(batch_size)

@@ -8,6 +8,7 @@ killed search resumes with `--resume` and ends exactly where an uninterrupted ru
 import json
 import platform
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from tqdm.auto import tqdm
 
 from calibration import artifact
 from calibration.errors import UserError
-from calibration.models import load_model, resolve
+from calibration.memory import load_within
+from calibration.models import resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation as alloc_mod
 
@@ -57,6 +59,7 @@ class SearchConfig:
     scale_fold: bool = False
     seed: int = 0
     plan: str = "auto"                    # evaluator memory plan
+    max_memory: int | None = None         # bytes the model may take (default half the free memory); more: streamed
     workers: int = 0                      # SAC episodes on this many Ray workers (0: in this process)
     ray_address: str | None = None        # an existing Ray cluster; default: start a local one
     extra: dict = field(default_factory=dict)
@@ -83,6 +86,7 @@ class Context:
     base: object
     scored: dict = field(default_factory=dict)
     eval_seconds: float = 0.0             # time spent in the evaluator so far (forward passes + scoring)
+    offload: object = None                # the folder a streamed model's weights live in (removed with the run)
 
     def outcome(self, bits: list) -> tuple[alloc_mod.Allocation, Outcome]:
         """The allocation and its evaluation; an allocation seen before (finish() revisits the chosen and
@@ -124,8 +128,14 @@ def prepare(config: SearchConfig, out: Path, evaluator_factory=None) -> Context:
         raise UserError(f"calibration artifact not found: {cal_dir}")
     cal = artifact.read(cal_dir) if config.calibration else calibrate(
         CalibrationConfig(model=config.model, samples=config.calib_samples, seq_len=config.calib_seq_len,
-                          seed=config.seed), cal_dir)
-    model = load_model(source) if config.target_size or evaluator_factory is None else None
+                          seed=config.seed, max_memory=config.max_memory), cal_dir)
+    offload = tempfile.TemporaryDirectory(prefix=".offload-", dir=out)  # used only if the model must stream
+    model = None
+    if config.target_size or evaluator_factory is None:
+        model = load_within(source, "cpu", "float32", Path(offload.name), config.max_memory, _log)
+        if config.target_size and getattr(model, "hf_device_map", None) is not None:
+            raise UserError("--target-size needs the whole model in memory; give --budget (bits per weight) "
+                            "for a model that is streamed from disk")
     layers = cal.layers
     other = _other_bytes(model, source, cal) if config.target_size else 0
     budget = make_budget(layers, config.actions, config.budget, config.ceiling, config.nominal_bits,
@@ -140,7 +150,7 @@ def prepare(config: SearchConfig, out: Path, evaluator_factory=None) -> Context:
     _log(f"base model ({source.weights_name}): PPL {base.ppl:.3f} on {config.eval_samples} x {config.eval_seq_len} "
          f"held-out validation tokens; budget {budget.target:.3f} (ceiling {budget.ceiling:.3f}) "
          f"{'nominal bits' if budget.nominal else 'bpw, real bytes'}")
-    return Context(config, out, source, cal, layers, evaluator, budget, base)
+    return Context(config, out, source, cal, layers, evaluator, budget, base, offload=offload)
 
 
 def _other_bytes(model, source, cal) -> int:

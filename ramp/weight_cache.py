@@ -17,6 +17,7 @@ The original weight tensors are kept; `restore()` puts them back (type ``None`` 
 """
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -91,15 +92,43 @@ def check_candidates(layers, candidates: dict) -> dict[str, list[QType]]:
     return checked
 
 
+def offload_hook(module):
+    """accelerate's hook of a module whose weights live off the model (streamed in per forward), else None."""
+    hook = getattr(module, "_hf_hook", None)
+    return hook if getattr(hook, "offload", False) and getattr(hook, "weights_map", None) is not None else None
+
+
+class _Swapped(Mapping):
+    """An offloaded module's weights map with its weight replaced: the hook loads this one at the next forward."""
+
+    def __init__(self, inner, weight: torch.Tensor):
+        self.inner, self.weight = inner, weight
+
+    def __getitem__(self, key):
+        return self.weight if key == "weight" else self.inner[key]
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self):
+        return len(self.inner)
+
+
 class WeightCache:
-    """Candidate weights of every layer, and the swap of a whole allocation into the model."""
+    """Candidate weights of every layer, and the swap of a whole allocation into the model.
+
+    A model placed by accelerate with offloaded modules (`calibration.memory`) works too: an offloaded layer's
+    base weight is read from its hook's weights map, and an allocation is swapped into that map."""
 
     def __init__(self, model, layers, candidates: dict, imatrix: dict | None = None, plan: str = "auto",
                  progress: bool = True):
         modules = dict(model.named_modules())
         self.layers = list(layers)
         self.modules = [modules[layer.name] for layer in self.layers]
-        self.base = [module.weight.data for module in self.modules]   # the original tensors, kept
+        self.hooks = [offload_hook(module) for module in self.modules]
+        self.maps = [None if hook is None else hook.weights_map for hook in self.hooks]
+        self.base = [module.weight.data if hook is None else hook.weights_map["weight"]   # the original tensors
+                     for module, hook in zip(self.modules, self.hooks)]
         self.candidates = check_candidates(self.layers, candidates)
         self.imatrix = imatrix
         self.device = self.base[0].device
@@ -161,10 +190,16 @@ class WeightCache:
         if len(types) != len(self.layers):
             raise UserError(f"the allocation has {len(types)} entries but there are {len(self.layers)} layers")
         swapped = [self.base[i] if qtype is None else self.weights(i, QType(qtype)) for i, qtype in enumerate(types)]
-        for module, tensor in zip(self.modules, swapped):
-            module.weight.data = tensor
+        for i, tensor in enumerate(swapped):
+            if self.hooks[i] is None:
+                self.modules[i].weight.data = tensor
+            else:
+                self.hooks[i].weights_map = _Swapped(self.maps[i], tensor)
 
     def restore(self) -> None:
         """Put the original (base) weight tensors back."""
-        for module, tensor in zip(self.modules, self.base):
-            module.weight.data = tensor
+        for i, tensor in enumerate(self.base):
+            if self.hooks[i] is None:
+                self.modules[i].weight.data = tensor
+            else:
+                self.hooks[i].weights_map = self.maps[i]

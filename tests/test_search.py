@@ -216,3 +216,15 @@ def test_every_memory_plan_gives_identical_episodes(tiny_llama_dir, tiny_cal, tm
         caplog.clear()
         logs[plan] = [(r["bits"], r["ppl"], r["kld"], r["reward"]) for r in _log(tmp_path / plan)]
     assert logs["dequantized"] == logs["bytes"] == logs["on-the-fly"] and len(logs["bytes"]) == 4
+
+
+def test_a_streamed_model_gives_identical_episodes(tiny_llama_dir, tiny_cal, tmp_path, capsys):
+    """Forced to stream from disk (--max-memory far below the model), the search's episodes are unchanged."""
+    whole = run(_config(tiny_llama_dir, tiny_cal, episodes=3, max_memory=10**9), tmp_path / "whole")
+    streamed = run(_config(tiny_llama_dir, tiny_cal, episodes=3, max_memory=10**6), tmp_path / "streamed")
+    err = capsys.readouterr().err
+    assert "loading the model whole" in err and "streaming its blocks from disk" in err
+    assert [(r["bits"], r["ppl"], r["kld"]) for r in _log(tmp_path / "streamed")] == [
+        (r["bits"], r["ppl"], r["kld"]) for r in _log(tmp_path / "whole")]
+    assert streamed["allocations"] == whole["allocations"]
+    assert not any(p.name.startswith(".offload-") for p in (tmp_path / "streamed").iterdir())
