@@ -92,3 +92,27 @@ def test_workers_need_sac(tiny_llama_dir, tiny_cal, tmp_path, capsys):
     assert run_cli(ramp_main, argv) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--workers" in err[0] and "sac" in err[0]
+
+
+def test_resume_with_episodes_in_flight_is_exact(cluster, tiny_llama_dir, tiny_cal, tmp_path, monkeypatch):
+    """Stopped right after a checkpoint, with two episodes out on workers, a resumed search ends exactly where an
+    uninterrupted one does: the checkpoint holds the weights those episodes were sent."""
+    from ramp import ray_search
+
+    config = _config(tiny_llama_dir, tiny_cal, workers=2, episodes=7)
+    straight = run(config, tmp_path / "straight")
+    saves, real_save = [], ray_search.save
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(kwargs["in_flight"])
+        if len(saves) == 4:
+            raise KeyboardInterrupt  # as if killed between episodes
+    monkeypatch.setattr(ray_search, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "resumed")
+    monkeypatch.setattr(ray_search, "save", real_save)
+    assert len(saves[-1]) == 2 and checkpoint.load(tmp_path / "resumed")["episode"] == 4
+    resumed = run(config, tmp_path / "resumed", resume=True)
+    assert _episodes(tmp_path / "resumed") == _episodes(tmp_path / "straight")
+    assert _answers(resumed) == _answers(straight)
