@@ -58,9 +58,16 @@ def test_one_worker_equals_the_in_process_search(cluster, tiny_llama_dir, tiny_c
     assert timing["workers"] == 1 and timing["episodes"] == 6 and 0 <= timing["learner_wait_share"] <= 1
 
 
-def test_two_workers_are_reproducible_and_survive_a_killed_worker(cluster, tiny_llama_dir, tiny_cal, tmp_path):
+@pytest.fixture(scope="module")
+def two_workers(cluster, tiny_llama_dir, tiny_cal, tmp_path_factory):
+    """(config, out, summary) of an uninterrupted 8-episode search on two workers."""
     config = _config(tiny_llama_dir, tiny_cal, workers=2, episodes=8)
-    straight = run(config, tmp_path / "straight")
+    out = tmp_path_factory.mktemp("ray2") / "straight"
+    return config, out, run(config, out)
+
+
+def test_two_workers_are_reproducible_and_survive_a_killed_worker(two_workers, tmp_path):
+    config, straight_out, straight = two_workers
     out, killed = tmp_path / "killed", {}
 
     def kill_one_worker():
@@ -78,7 +85,7 @@ def test_two_workers_are_reproducible_and_survive_a_killed_worker(cluster, tiny_
     again = run(config, out)
     killer.join()
     assert killed, "the worker was never killed"
-    assert _episodes(out) == _episodes(tmp_path / "straight")
+    assert _episodes(out) == _episodes(straight_out)
     assert [e for e, *_ in _episodes(out)] == list(range(8))
     assert _answers(again) == _answers(straight)
     buffer = checkpoint.load(out)["buffer"]
@@ -94,13 +101,12 @@ def test_workers_need_sac(tiny_llama_dir, tiny_cal, tmp_path, capsys):
     assert len(err) == 1 and "--workers" in err[0] and "sac" in err[0]
 
 
-def test_resume_with_episodes_in_flight_is_exact(cluster, tiny_llama_dir, tiny_cal, tmp_path, monkeypatch):
+def test_resume_with_episodes_in_flight_is_exact(two_workers, tmp_path, monkeypatch):
     """Stopped right after a checkpoint, with two episodes out on workers, a resumed search ends exactly where an
     uninterrupted one does: the checkpoint holds the weights those episodes were sent."""
     from ramp import ray_search
 
-    config = _config(tiny_llama_dir, tiny_cal, workers=2, episodes=7)
-    straight = run(config, tmp_path / "straight")
+    config, straight_out, straight = two_workers
     saves, real_save = [], ray_search.save
 
     def save_then_stop(*args, **kwargs):
@@ -114,5 +120,5 @@ def test_resume_with_episodes_in_flight_is_exact(cluster, tiny_llama_dir, tiny_c
     monkeypatch.setattr(ray_search, "save", real_save)
     assert len(saves[-1]) == 2 and checkpoint.load(tmp_path / "resumed")["episode"] == 4
     resumed = run(config, tmp_path / "resumed", resume=True)
-    assert _episodes(tmp_path / "resumed") == _episodes(tmp_path / "straight")
+    assert _episodes(tmp_path / "resumed") == _episodes(straight_out)
     assert _answers(resumed) == _answers(straight)

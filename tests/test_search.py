@@ -228,3 +228,12 @@ def test_a_streamed_model_gives_identical_episodes(tiny_llama_dir, tiny_cal, tmp
         (r["bits"], r["ppl"], r["kld"]) for r in _log(tmp_path / "whole")]
     assert streamed["allocations"] == whole["allocations"]
     assert not any(p.name.startswith(".offload-") for p in (tmp_path / "streamed").iterdir())
+
+
+def test_a_search_without_workers_never_imports_ray(tiny_llama_dir, tiny_cal, tmp_path):
+    code = ("import sys; from ramp.search_run import SearchConfig, run; "
+            f"run(SearchConfig(model={str(tiny_llama_dir)!r}, calibration={str(tiny_cal.path)!r}, episodes=2, "
+            f"warmup_episodes=1, updates_per_episode=2, eval_samples=2, eval_seq_len=32), {str(tmp_path / 'o')!r}); "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
