@@ -4,7 +4,8 @@ and vs RAMP at the same size in llama.cpp.
     python benchmarks/dynaquant.py [--model smollm2-135m] [--seeds 0] [--episodes 30] [--max-chunks 40]
                                    [--limit 100] [--quick]
 
-1. `ramp search --algo ppo --reward dynaquant` per seed (WikiText-2 validation text only).
+1. `ramp search --algo ppo --reward dynaquant` per seed (WikiText-2 validation text only).  Its mix is the policy's
+   argmax rollout; the highest-return episode's mix, when different, gets torch rows too.
 2. Torch rows, bitsandbytes formats simulated exactly, measured with HALO's protocol (WikiText-2 raw TEST,
    llama-perplexity's ctx-512 windows, first --max-chunks; BoolQ and PIQA, first --limit items):
    base (the source weights in float32: the "FP16-equivalent" base, itself dequantized from a quantized GGUF),
@@ -58,10 +59,14 @@ def main() -> None:
                                       "--out", out, *resume_flag(out)], out / "summary.json")
         summary = json.loads((out / "summary.json").read_text())
         mixes[f"DynaQuant s{seed}"] = summary["deterministic"]["formats"]
+        best = summary["best_return"]["formats"]
+        if best != mixes[f"DynaQuant s{seed}"] and not args.quick:  # the highest-return episode: torch rows only
+            mixes[f"DynaQuant s{seed} best-return episode"] = best
     config = summary["dynaquant"]
 
     torch_rows = _torch_rows(spec, mixes, config, work, chunks, limit, int(args.seeds.split(",")[0]), args.quick)
-    cpp_rows = _cpp_rows(steps, spec, mixes, work, chunks, limit, args.quick)
+    deterministic = {label: fmts for label, fmts in mixes.items() if "best-return" not in label}
+    cpp_rows = _cpp_rows(steps, spec, deterministic, work, chunks, limit, args.quick)
     result = {"model": args.model, "quick": args.quick, "episodes": episodes, "mixes": mixes, "dynaquant": config,
               "torch_rows": torch_rows, "llama_cpp_rows": cpp_rows, "seconds": steps.seconds,
               "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows", "tasks": f"first {limit} items"}
@@ -94,10 +99,11 @@ def _torch_rows(spec, mixes, config, work, chunks, limit, seed, quick) -> list[d
     seq = 64 if quick else 256
     windows = calibration_windows(tokens, 8 if quick else 64, seq, seed, bos_id(tokenizer))
     other = sum(p.numel() for p in model.parameters()) - sum(layer.params for layer in layers)
-    plans = {"base (source weights, float32)": None}
-    plans |= {f"uniform {f}": [f] * len(layers) for f in (["nf4"] if quick else fmt_mod.FORMATS)}
+    # the rows the verdict rests on first (each is cached as it finishes), the other uniform formats last
+    plans = {"base (source weights, float32)": None, "uniform nf4": ["nf4"] * len(layers)}
     plans |= dict(mixes)
     plans |= {f"{k} + FT": v for k, v in {"uniform nf4": ["nf4"] * len(layers), **mixes}.items()}
+    plans |= {f"uniform {f}": [f] * len(layers) for f in ([] if quick else fmt_mod.FORMATS) if f != "nf4"}
     rows = []
     for label, fmts in plans.items():
         path = work / f"torch-{label.replace(' ', '_').replace('(', '').replace(')', '').replace(',', '')}.json"
