@@ -2,19 +2,21 @@
 and vs RAMP at the same size in llama.cpp.
 
     python benchmarks/dynaquant.py [--model smollm2-135m] [--seeds 0] [--episodes 30] [--max-chunks 40]
-                                   [--limit 100] [--quick]
+                                   [--limit 100] [--all-formats] [--quick]
 
 1. `ramp search --algo ppo --reward dynaquant` per seed (WikiText-2 validation text only).  Its mix is the policy's
    argmax rollout; the highest-return episode's mix, when different, gets torch rows too.
 2. Torch rows, bitsandbytes formats simulated exactly, measured with HALO's protocol (WikiText-2 raw TEST,
    llama-perplexity's ctx-512 windows, first --max-chunks; BoolQ and PIQA, first --limit items):
    base (the source weights in float32: the "FP16-equivalent" base, itself dequantized from a quantized GGUF),
-   uniform fp16/int8/fp4/nf4, each DynaQuant mix applied to the base (no fine-tuning: the allocation alone),
+   uniform nf4 (fp16/int8/fp4 too with --all-formats), each DynaQuant mix applied to the base (no fine-tuning:
+   the allocation alone),
    and "+ FT" rows: uniform NF4 and the mixes after the same short fine-tuning (STE AdamW, as many steps as one
    DynaQuant episode gives its quantized model) — the paper's baselines were fine-tuned, so this keeps its confound.
    Memory = bytes as bitsandbytes stores the linears (absmax included) + every other parameter in fp16.
 3. llama.cpp rows: each mix exported (nf4/fp4 -> IQ4_NL, int8 -> Q8_0, fp16 -> F16), uniform IQ4_NL, and RAMP's
-   greedy allocator at the mix's exact file size; `halo bench` (KLD vs the source GGUF, BoolQ, PIQA).
+   greedy allocator (actions 3-6 bits, the Pareto run's sensitivities) at the mix's exact file size;
+   `halo bench` (KLD vs the source GGUF, BoolQ, PIQA).
 Everything resumes.  Results: benchmarks/results/dynaquant_<model>.{json,md}.
 """
 
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--limit", type=int, default=100, help="first N items of BoolQ and of PIQA")
+    parser.add_argument("--all-formats", action="store_true", help="also uniform fp16, int8 and fp4 torch rows")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "dynaquant")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -64,7 +67,8 @@ def main() -> None:
             mixes[f"DynaQuant s{seed} best-return episode"] = best
     config = summary["dynaquant"]
 
-    torch_rows = _torch_rows(spec, mixes, config, work, chunks, limit, int(args.seeds.split(",")[0]), args.quick)
+    torch_rows = _torch_rows(spec, mixes, config, work, chunks, limit, int(args.seeds.split(",")[0]), args.quick,
+                             args.all_formats)
     deterministic = {label: fmts for label, fmts in mixes.items() if "best-return" not in label}
     cpp_rows = _cpp_rows(steps, spec, deterministic, work, chunks, limit, args.quick)
     result = {"model": args.model, "quick": args.quick, "episodes": episodes, "mixes": mixes, "dynaquant": config,
@@ -75,7 +79,7 @@ def main() -> None:
     print(_markdown(result))
 
 
-def _torch_rows(spec, mixes, config, work, chunks, limit, seed, quick) -> list[dict]:
+def _torch_rows(spec, mixes, config, work, chunks, limit, seed, quick, extra) -> list[dict]:
     """Each row measured once and cached as work/torch-<key>.json."""
     import torch
 
@@ -103,7 +107,7 @@ def _torch_rows(spec, mixes, config, work, chunks, limit, seed, quick) -> list[d
     plans = {"base (source weights, float32)": None, "uniform nf4": ["nf4"] * len(layers)}
     plans |= dict(mixes)
     plans |= {f"{k} + FT": v for k, v in {"uniform nf4": ["nf4"] * len(layers), **mixes}.items()}
-    plans |= {f"uniform {f}": [f] * len(layers) for f in ([] if quick else fmt_mod.FORMATS) if f != "nf4"}
+    plans |= {f"uniform {f}": [f] * len(layers) for f in (fmt_mod.FORMATS if extra else []) if f != "nf4"}
     rows = []
     for label, fmts in plans.items():
         path = work / f"torch-{label.replace(' ', '_').replace('(', '').replace(')', '').replace(',', '')}.json"
@@ -150,7 +154,7 @@ def _cpp_rows(steps, spec, mixes, work, chunks, limit, quick) -> list[dict]:
         if measured and not quick and not (out / "sensitivity.json").exists():
             shutil.copy(measured[0], out / "sensitivity.json")  # same model and calibration settings
         steps.run(f"greedy-{seed}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy", "--actions",
-                                     "3,4,5,6,8", "--target-size", str(report["size_bytes"]), "--calibration", cal,
+                                     "3,4,5,6", "--target-size", str(report["size_bytes"]), "--calibration", cal,
                                      *(["--eval-samples", "2", "--eval-seq-len", "64"] if quick else []),
                                      "--out", out], out / "summary.json")
         report = steps.export_and_bench(f"greedy-{seed}", spec, ["--allocation", out / "allocation.json"], cal, base,
