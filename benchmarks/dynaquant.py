@@ -150,7 +150,7 @@ def _cpp_rows(steps, spec, mixes, work, chunks, limit, quick) -> list[dict]:
         rows.append(_cpp_row(f"{label} exported", report))
         out = work / f"greedy-{seed}"
         out.mkdir(exist_ok=True)
-        measured = sorted((ROOT / "runs" / "pareto").glob(f"{Path(spec).stem}*/greedy-*/sensitivity.json"))
+        measured = sorted((ROOT / "runs" / "pareto").glob(f"{work.name}*/greedy-*/sensitivity.json"))
         if measured and not quick and not (out / "sensitivity.json").exists():
             shutil.copy(measured[0], out / "sensitivity.json")  # same model and calibration settings
         steps.run(f"greedy-{seed}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy", "--actions",
