@@ -49,3 +49,12 @@ def tiny_text(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "calib.txt"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cal(tiny_llama_dir, tmp_path_factory):
+    """The tiny model's calibration (4 x 64 tokens of WikiText-2 validation), shared by the search tests."""
+    from calibration.pipeline import CalibrationConfig, calibrate
+
+    return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64),
+                     tmp_path_factory.mktemp("tiny-cal") / "cal")

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from calibration.errors import run_cli
-from calibration.pipeline import CalibrationConfig, calibrate
 from ramp.cli import main as ramp_main
 from ramp.ppo import PPO, PPOConfig, gae, load_policy
 from ramp.search_run import SearchConfig, run
@@ -72,12 +71,6 @@ def test_restored_agent_continues_exactly(tmp_path):
     assert actor.deterministic(obs) == pytest.approx(centres)
     with pytest.raises(ValueError, match="n_actions"):
         PPO(11, 3).load_state_dict(a.state_dict())
-
-
-@pytest.fixture(scope="module")
-def tiny_cal(tiny_llama_dir, tmp_path_factory):
-    return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64),
-                     tmp_path_factory.mktemp("ppo-cal") / "cal")
 
 
 def test_ppo_search_end_to_end_resumes_and_transfers(tiny_llama_dir, tiny_cal, tmp_path):

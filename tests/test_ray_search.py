@@ -13,7 +13,6 @@ import pytest
 import ray
 
 from calibration.errors import run_cli
-from calibration.pipeline import CalibrationConfig, calibrate
 from ramp import checkpoint
 from ramp.cli import main as ramp_main
 from ramp.ray_search import worker_name
@@ -28,12 +27,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_cal(tiny_llama_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ray-cal") / "cal"
-    return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64), out)
 
 
 def _config(model, cal, **kw):

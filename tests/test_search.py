@@ -14,7 +14,6 @@ import pytest
 
 from calibration.errors import UserError, run_cli
 from calibration.layers import Layer
-from calibration.pipeline import CalibrationConfig, calibrate
 from ramp.budget import make_budget
 from ramp.cli import main as ramp_main
 from ramp.env import Budget
@@ -22,12 +21,6 @@ from ramp.greedy import allocate, solve_knapsack
 from ramp.search_run import SearchConfig, run
 
 FAST = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
-
-
-@pytest.fixture(scope="module")
-def tiny_cal(tiny_llama_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("search-cal") / "cal"
-    return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64), out)
 
 
 def _config(model, cal, **kw):
