@@ -5,7 +5,7 @@ stream, `ramp.behaviour`), store each transition with its continuous action, run
 one line to log.jsonl and save a checkpoint.  `restore`, `consume`, `save` and `conclude` are the learner's
 steps, shared with the Ray search (`ramp.ray_search`), whose workers roll the episodes out instead.  The final
 answers are the deterministic rollout (mean action) and the best feasible allocation seen (b_avg within the
-budget); both are kept and labelled.
+budget); both are kept and labelled, and `search_run.finish` chooses the one within budget lower in loss.
 """
 
 import time

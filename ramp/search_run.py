@@ -256,12 +256,30 @@ def uniform_search(ctx: Context) -> dict:
     return {"allocations": {"best": [best["bits"]] * len(ctx.layers)}, "chosen": "best", "uniform": rows}
 
 
+def _lowest_feasible(ctx: Context, result: dict) -> str:
+    """Of the loop's answers (the best episode seen, the final deterministic rollout), the feasible one lowest in
+    loss; ties and an all-infeasible set keep the loop's own choice.  The final policy's rollout is never an
+    episode of the search, so it can beat every allocation the search tried."""
+    chosen = result["chosen"]
+    losses = {}
+    for label, bits in result["allocations"].items():
+        outcome = ctx.outcome(bits)[1]
+        if ctx.feasible(outcome):
+            losses[label] = ctx.loss(outcome)
+    if not losses:
+        return chosen
+    label = min(sorted(losses, key=lambda lab: lab != chosen), key=losses.get)
+    if label != chosen:
+        _log(f"the {label} allocation is within the budget and lower in loss than the {chosen} one; it is chosen")
+    return label
+
+
 def finish(ctx: Context, result: dict) -> dict:
     """Write the allocation files, plots and summary; every method lands in the same outputs."""
     from . import plots
     from .repair import repair
 
-    chosen = result["chosen"]
+    result["chosen"] = chosen = _lowest_feasible(ctx, result)
     if not ctx.feasible(ctx.outcome(result["allocations"][chosen])[1]):
         bits, lowered = repair(result["allocations"][chosen], ctx.layers, ctx.config.actions, ctx.budget)
         label = f"{chosen}-repaired"
