@@ -133,10 +133,14 @@ class Evaluator:
 
     def evaluate_allocation(self, allocation) -> EvalResult:
         """`evaluate` of a resolved `halo.allocation.Allocation` (its post-fallback types)."""
-        names = [c.tensor for c in allocation.choices]
-        if names != [layer.gguf_name for layer in self.layers]:
-            raise UserError("the allocation does not match the evaluator's layers")
-        return self.evaluate([c.actual for c in allocation.choices])
+        return self.evaluate(allocation_types(allocation, self.layers))
+
+
+def allocation_types(allocation, layers) -> list[QType]:
+    """The real (post-fallback) types of a resolved allocation, checked to be one per layer, in order."""
+    if [c.tensor for c in allocation.choices] != [layer.gguf_name for layer in layers]:
+        raise UserError("the allocation does not match the evaluator's layers")
+    return [c.actual for c in allocation.choices]
 
 
 def candidate_types(layers, action_types) -> dict[str, list[QType]]:

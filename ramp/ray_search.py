@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from calibration.errors import UserError
 
 from . import episode_log
+from .evaluator import allocation_types
 from .sac_loop import act_fn, acting_weights, conclude, consume, restore, save
 from .search_run import Context, SearchConfig, new_env, prepare, rollout
 
@@ -68,9 +69,7 @@ class RemoteEvaluator:
         return ray.get(self.worker.evaluate.remote(list(types)))
 
     def evaluate_allocation(self, allocation):
-        if [c.tensor for c in allocation.choices] != [layer.gguf_name for layer in self.layers]:
-            raise UserError("the allocation does not match the evaluator's layers")
-        return self.evaluate([c.actual for c in allocation.choices])
+        return self.evaluate(allocation_types(allocation, self.layers))
 
 
 def worker_name(out: Path, index: int) -> str:

@@ -12,7 +12,6 @@ def build_tiny_llama(path, seed: int = 0, vocab_size: int | None = None, layers:
     """
     import torch
     import transformers
-
     from transformers import AutoTokenizer
 
     from calibration.models import default_gguf
@@ -58,3 +57,13 @@ def tiny_cal(tiny_llama_dir, tmp_path_factory):
 
     return calibrate(CalibrationConfig(model=str(tiny_llama_dir), samples=4, seq_len=64),
                      tmp_path_factory.mktemp("tiny-cal") / "cal")
+
+
+FAST_SEARCH = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
+
+
+def fast_config(model, cal, **kw):
+    """A short SAC search of `model` on calibration `cal` (the settings of the search tests), `kw` overriding."""
+    from ramp.search_run import SearchConfig
+
+    return SearchConfig(model=str(model), calibration=str(cal.path), **(FAST_SEARCH | kw))

@@ -16,9 +16,9 @@ from calibration.errors import run_cli
 from ramp import checkpoint
 from ramp.cli import main as ramp_main
 from ramp.ray_search import worker_name
-from ramp.search_run import SearchConfig, run
+from ramp.search_run import run
+from tests.conftest import fast_config
 
-FAST = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
 LAYERS = 14
 
 
@@ -27,10 +27,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-def _config(model, cal, **kw):
-    return SearchConfig(model=str(model), calibration=str(cal.path), **(FAST | kw))
 
 
 def _episodes(out):
@@ -43,8 +39,8 @@ def _answers(summary):
 
 
 def test_one_worker_equals_the_in_process_search(cluster, tiny_llama_dir, tiny_cal, tmp_path):
-    local = run(_config(tiny_llama_dir, tiny_cal), tmp_path / "local")
-    remote = run(_config(tiny_llama_dir, tiny_cal, workers=1), tmp_path / "ray1")
+    local = run(fast_config(tiny_llama_dir, tiny_cal), tmp_path / "local")
+    remote = run(fast_config(tiny_llama_dir, tiny_cal, workers=1), tmp_path / "ray1")
     assert _episodes(tmp_path / "ray1") == _episodes(tmp_path / "local")
     assert _answers(remote) == _answers(local) and remote["chosen"] == local["chosen"]
     timing = json.loads((tmp_path / "ray1" / "ray.json").read_text())
@@ -54,7 +50,7 @@ def test_one_worker_equals_the_in_process_search(cluster, tiny_llama_dir, tiny_c
 @pytest.fixture(scope="module")
 def two_workers(cluster, tiny_llama_dir, tiny_cal, tmp_path_factory):
     """(config, out, summary) of an uninterrupted 8-episode search on two workers."""
-    config = _config(tiny_llama_dir, tiny_cal, workers=2, episodes=8)
+    config = fast_config(tiny_llama_dir, tiny_cal, workers=2, episodes=8)
     out = tmp_path_factory.mktemp("ray2") / "straight"
     return config, out, run(config, out)
 

@@ -18,13 +18,8 @@ from ramp.budget import make_budget
 from ramp.cli import main as ramp_main
 from ramp.env import Budget
 from ramp.greedy import allocate, solve_knapsack
-from ramp.search_run import SearchConfig, run
-
-FAST = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
-
-
-def _config(model, cal, **kw):
-    return SearchConfig(model=str(model), calibration=str(cal.path), **(FAST | kw))
+from ramp.search_run import run
+from tests.conftest import fast_config
 
 
 def _log(out):
@@ -54,13 +49,13 @@ def test_sac_search_end_to_end_and_deterministic(tiny_llama_dir, tiny_cal, tmp_p
     assert len(alloc["layers"]) == 14 and alloc["summary"]["bpw"] == pytest.approx(chosen["real_bpw"], abs=1e-4)
     assert (tmp_path / "a.gguf").stat().st_size > 0  # export ran it in llama.cpp before returning
     # same seed, same everything
-    run(_config(tiny_llama_dir, tiny_cal), tmp_path / "b")
+    run(fast_config(tiny_llama_dir, tiny_cal), tmp_path / "b")
     again = _log(tmp_path / "b")
     assert [(r["ppl"], r["bits"], r["reward"]) for r in again] == [(r["ppl"], r["bits"], r["reward"]) for r in records]
 
 
 def test_kill_and_resume_reaches_the_same_result(tiny_llama_dir, tiny_cal, tmp_path):
-    config = _config(tiny_llama_dir, tiny_cal, episodes=8)
+    config = fast_config(tiny_llama_dir, tiny_cal, episodes=8)
     run(config, tmp_path / "straight")
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ramp", "search", "--model", str(tiny_llama_dir), "--calibration",
@@ -129,12 +124,12 @@ def test_budget_below_reachable_is_refused():
 
 
 def test_greedy_cli_and_transfer_mismatch(tiny_llama_dir, tiny_cal, tmp_path, capsys):
-    run(_config(tiny_llama_dir, tiny_cal, algo="greedy"), tmp_path / "g")
+    run(fast_config(tiny_llama_dir, tiny_cal, algo="greedy"), tmp_path / "g")
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["method"] == "greedy" and summary["allocations"]["best"]["feasible"]
     assert (tmp_path / "g" / "sensitivity.json").is_file()
     # a policy trained with other actions / features fails with one clear line
-    run(_config(tiny_llama_dir, tiny_cal, episodes=3), tmp_path / "p")
+    run(fast_config(tiny_llama_dir, tiny_cal, episodes=3), tmp_path / "p")
     card = json.loads((tmp_path / "p" / "policy.json").read_text())
     card["features"] = card["features"][:10]
     (tmp_path / "p" / "policy.json").write_text(json.dumps(card))
@@ -166,7 +161,7 @@ def test_target_size_counts_what_the_export_writes(tiny_llama_dir, tiny_cal, tmp
 
 def test_search_with_an_ablation_reward(tiny_llama_dir, tiny_cal, tmp_path):
     out = tmp_path / "linear"
-    run(_config(tiny_llama_dir, tiny_cal, reward="linear", episodes=3), out)
+    run(fast_config(tiny_llama_dir, tiny_cal, reward="linear", episodes=3), out)
     assert json.loads((out / "config.json").read_text())["reward"] == "linear"
     records = _log(out)
     assert len(records) == 3
@@ -201,7 +196,7 @@ def test_the_answer_is_the_feasible_allocation_lowest_in_loss():
 
 def test_repair_budget_mode_keeps_every_episode_within_budget(tiny_llama_dir, tiny_cal, tmp_path):
     out = tmp_path / "repair"
-    run(_config(tiny_llama_dir, tiny_cal, budget=3.8, budget_mode="repair", episodes=4), out)
+    run(fast_config(tiny_llama_dir, tiny_cal, budget=3.8, budget_mode="repair", episodes=4), out)
     records = _log(out)
     assert all(r["feasible"] and r["bpw"] <= 3.8 + 1e-9 and r["r_budget"] == 0.0 for r in records)
     assert any(r["repaired_layers"] > 0 for r in records)   # random warm-up actions overshoot 3.8 bpw
@@ -215,7 +210,7 @@ def test_repair_budget_mode_keeps_every_episode_within_budget(tiny_llama_dir, ti
 
 def test_kld_quality_chooses_the_lowest_divergence(tiny_llama_dir, tiny_cal, tmp_path):
     out = tmp_path / "kld"
-    run(_config(tiny_llama_dir, tiny_cal, quality="kld", episodes=5), out)
+    run(fast_config(tiny_llama_dir, tiny_cal, quality="kld", episodes=5), out)
     records = [r for r in _log(out) if r["feasible"]]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["chosen"] == _lowest_feasible(summary, "kld") and records
@@ -230,7 +225,7 @@ def test_every_memory_plan_gives_identical_episodes(tiny_llama_dir, tiny_cal, tm
     logs = {}
     for plan in ("dequantized", "bytes", "on-the-fly"):
         with caplog.at_level(logging.INFO, logger="ramp.weight_cache"):
-            run(_config(tiny_llama_dir, tiny_cal, episodes=4, plan=plan), tmp_path / plan)
+            run(fast_config(tiny_llama_dir, tiny_cal, episodes=4, plan=plan), tmp_path / plan)
         assert f"plan {plan}" in caplog.text
         caplog.clear()
         logs[plan] = [(r["bits"], r["ppl"], r["kld"], r["reward"]) for r in _log(tmp_path / plan)]
@@ -239,8 +234,8 @@ def test_every_memory_plan_gives_identical_episodes(tiny_llama_dir, tiny_cal, tm
 
 def test_a_streamed_model_gives_identical_episodes(tiny_llama_dir, tiny_cal, tmp_path, capsys):
     """Forced to stream from disk (--max-memory far below the model), the search's episodes are unchanged."""
-    whole = run(_config(tiny_llama_dir, tiny_cal, episodes=3, max_memory=10**9), tmp_path / "whole")
-    streamed = run(_config(tiny_llama_dir, tiny_cal, episodes=3, max_memory=10**6), tmp_path / "streamed")
+    whole = run(fast_config(tiny_llama_dir, tiny_cal, episodes=3, max_memory=10**9), tmp_path / "whole")
+    streamed = run(fast_config(tiny_llama_dir, tiny_cal, episodes=3, max_memory=10**6), tmp_path / "streamed")
     err = capsys.readouterr().err
     assert "loading the model whole" in err and "streaming its blocks from disk" in err
     assert [(r["bits"], r["ppl"], r["kld"]) for r in _log(tmp_path / "streamed")] == [
