@@ -59,6 +59,13 @@ class Steps:
         return json.loads(result.read_text())
 
 
+    def measured(self, key: str) -> dict | None:
+        """The report of bench step `key` from an earlier run, or None: a re-run with fewer stages still reports
+        every row measured so far."""
+        result = self.work / f"{key}.bench.json"
+        return json.loads(result.read_text()) if result.exists() and f"bench_{key}" in self.seconds else None
+
+
 def job(args, kind: str) -> tuple[str, str, Steps]:
     """(model tag, result name, steps) of a benchmark run: results `<kind>_<tag>[_quick]`, work in
     `args.work/<tag>[_quick]` (a model path is tagged by its file or folder name)."""

@@ -95,32 +95,39 @@ def main() -> None:
     f32 = f32_gguf(spec, work)  # what llama.cpp's presets are quantized from
     rows = {"base": _row("base", "base", steps.bench("base", base, base, chunks, bench_args))}
 
+    def keep(key: str, label: str, method: str, report: dict | None, budget=None, seed=None) -> None:
+        if report is not None:  # None: not run now and never measured
+            rows[key] = _row(label, method, report, budget, seed)
+
     for preset in presets:  # presets come first: their sizes define the budgets
         for imatrix in (False, True):
             label = f"llama.cpp {preset}" + (" imatrix" if imatrix else "")
             path = work / f"preset-{preset}{'-imatrix' if imatrix else ''}.gguf"
             steps.run(f"preset_{path.stem}", [BIN / "halo", "preset", "--model", spec, "--preset", preset, "--base",
                                               f32, *(["--calibration", cal] if imatrix else []), "--out", path], path)
-            if "presets" in stages and preset in bench_presets:
-                rows[label] = _row(label, "llama.cpp", steps.bench(path.stem, path, base, chunks, bench_args))
+            run = "presets" in stages and preset in bench_presets
+            keep(label, label, "llama.cpp",
+                 steps.bench(path.stem, path, base, chunks, bench_args) if run else steps.measured(path.stem))
     for qtype in uniform:
+        label = f"HALO uniform {qtype}"
         if "uniform" in stages and qtype in bench_uniform or qtype == "Q3_K":  # Q3_K: the smallest reachable file
-            path = work / f"uniform-{qtype}.gguf"
-            report = steps.export_and_bench(f"uniform-{qtype}", spec, ["--uniform", qtype], cal, base, path, chunks,
-                                            bench_args)
-            rows[f"HALO uniform {qtype}"] = _row(f"HALO uniform {qtype}", "uniform", report)
-        if "fold" in stages and qtype == "Q3_K":  # C3 at the smallest file: uniform 3 bits, scale folding on
-            report = steps.export_and_bench("uniform-fold-Q3_K", spec, ["--uniform", qtype, "--scale-fold"], cal,
-                                            base, work / "uniform-fold-Q3_K.gguf", chunks, bench_args)
-            rows["HALO uniform Q3_K + fold"] = _row("HALO uniform Q3_K + fold", "fold", report)
+            keep(label, label, "uniform", steps.export_and_bench(
+                f"uniform-{qtype}", spec, ["--uniform", qtype], cal, base, work / f"uniform-{qtype}.gguf", chunks,
+                bench_args))
+        else:
+            keep(label, label, "uniform", steps.measured(f"uniform-{qtype}"))
+    label = "HALO uniform Q3_K + fold"  # C3 at the smallest file: uniform 3 bits, scale folding on
+    keep(label, label, "fold", steps.export_and_bench(
+        "uniform-fold-Q3_K", spec, ["--uniform", "Q3_K", "--scale-fold"], cal, base, work / "uniform-fold-Q3_K.gguf",
+        chunks, bench_args) if "fold" in stages else steps.measured("uniform-fold-Q3_K"))
 
     budgets = _budgets(work, presets)
     fold_budgets = list(budgets)[:2]  # C3 looks at the two smallest
-    if args.budgets:
-        budgets = {k: v for k, v in budgets.items() if k in args.budgets.split(",")}
-    for label, size in budgets.items():
-        if "greedy" in stages:
-            out = work / f"greedy-{label}"
+    selected = args.budgets.split(",") if args.budgets else list(budgets)
+    for label, size in budgets.items():  # budgets not selected (or stages not run) report what was measured
+        here = label in selected
+        out = work / f"greedy-{label}"
+        if "greedy" in stages and here:
             out.mkdir(exist_ok=True)
             measured = sorted(work.glob("greedy-*/sensitivity.json"))
             if measured and not (out / "sensitivity.json").exists():  # measured once, reused per budget
@@ -130,21 +137,28 @@ def main() -> None:
                                                  "--out", out], out / "summary.json")
             report = steps.export_and_bench(f"greedy-{label}", spec, ["--allocation", out / "allocation.json"], cal,
                                             base, work / f"greedy-{label}.gguf", chunks, bench_args)
-            rows[f"greedy @ {label}"] = _row(f"greedy @ {label}", "greedy", report, label)
-            if "fold" in stages and label in fold_budgets:  # C3: the same allocation, scale folding on
-                report = steps.export_and_bench(f"greedy-fold-{label}", spec, [
-                    "--allocation", out / "allocation.json", "--scale-fold"], cal, base,
-                    work / f"greedy-fold-{label}.gguf", chunks, bench_args)
-                rows[f"greedy + fold @ {label}"] = _row(f"greedy + fold @ {label}", "fold", report, label)
-        if "sac" in stages:
-            for seed in [int(s) for s in args.seeds.split(",")]:
-                out = work / f"sac-{label}-s{seed}"
-                steps.run(f"search_sac-{label}-s{seed}", [
+        else:
+            report = steps.measured(f"greedy-{label}")
+        keep(f"greedy @ {label}", f"greedy @ {label}", "greedy", report, label)
+        if label in fold_budgets:  # C3: the same allocation, scale folding on
+            folded = f"greedy + fold @ {label}"
+            if "fold" in stages and here and report is not None:
+                keep(folded, folded, "fold", steps.export_and_bench(
+                    f"greedy-fold-{label}", spec, ["--allocation", out / "allocation.json", "--scale-fold"], cal,
+                    base, work / f"greedy-fold-{label}.gguf", chunks, bench_args), label)
+            else:
+                keep(folded, folded, "fold", steps.measured(f"greedy-fold-{label}"), label)
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            key, out = f"sac-{label}-s{seed}", work / f"sac-{label}-s{seed}"
+            if "sac" in stages and here:
+                steps.run(f"search_{key}", [
                     BIN / "ramp", "search", "--model", spec, "--target-size", str(size), "--calibration", cal,
                     "--seed", str(seed), *sac_args, *search, "--out", out, *resume_flag(out)], out / "summary.json")
-                report = steps.export_and_bench(f"sac-{label}-s{seed}", spec, ["--allocation", out / "allocation.json"],
-                                                cal, base, work / f"sac-{label}-s{seed}.gguf", chunks, bench_args)
-                rows[f"RAMP-SAC @ {label} seed {seed}"] = _row(f"RAMP-SAC @ {label}", "sac", report, label, seed)
+                report = steps.export_and_bench(key, spec, ["--allocation", out / "allocation.json"], cal, base,
+                                                work / f"{key}.gguf", chunks, bench_args)
+            else:
+                report = steps.measured(key)
+            keep(f"RAMP-SAC @ {label} seed {seed}", f"RAMP-SAC @ {label}", "sac", report, label, seed)
 
     result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": budgets, "rows": rows,
               "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows",
@@ -207,7 +221,7 @@ def _markdown(r: dict) -> str:
               "others). The base is the source model run as is (an already-quantized GGUF, dequantized), not FP16. "
               "Search rows: mean ± sd over seeds."), "",
              "Budgets (whole-file bytes): " + ", ".join(f"{k} {v:,}" for k, v in r["budgets"].items()),
-             *_claim_c1(groups), "", "## Every row", "",
+             *_claim_c1(groups), *_claim_c3(groups), "", "## Every row", "",
              "| method | seeds | MB | PPL | KLD | same top % | " + " | ".join(tasks) + " | pp512 | tg128 |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(tasks) + "---:|---:|"]
     for g in groups:
@@ -234,6 +248,20 @@ def _claim_c1(groups: list) -> list[str]:
     for method in ("greedy", "sac"):
         points = sorted((g["size_bytes"], g["ppl"]) for g in groups if g["method"] == method and g.get("budget"))
         lines.append(f"- {method}: {_size_at(points, q4['ppl'])}")
+    return lines
+
+
+def _claim_c3(groups: list) -> list[str]:
+    """Claim C3 lines: each folded file next to the same allocation without folding."""
+    by_label = {g["label"]: g for g in groups}
+    pairs = [(g["label"].replace(" + fold", ""), g) for g in groups if g["method"] == "fold"]
+    pairs = [(by_label[plain], folded) for plain, folded in pairs if plain in by_label]
+    if not pairs:
+        return []
+    lines = ["", "## Scale folding on/off (claim C3): same bits, same imatrix", "",
+             "| allocation | MB | PPL | PPL folded | KLD | KLD folded |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {plain['label']} | {plain['size_bytes'] / 1e6:.2f} | {plain['ppl']:.3f} | {folded['ppl']:.3f} | "
+              f"{plain['kld']:.4f} | {folded['kld']:.4f} |" for plain, folded in pairs]
     return lines
 
 

@@ -54,6 +54,10 @@ def test_pareto_quick(tiny, tmp_path):
         if row["budget"]:  # searches stay within their whole-file budget (up to the metadata they add)
             assert row["size_bytes"] <= result["budgets"][row["budget"]] * 1.01, label
     assert (tmp_path / "pareto_tiny_quick.png").stat().st_size > 10_000
+    assert "Scale folding on/off" in (tmp_path / "pareto_tiny_quick.md").read_text()
+    _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path,
+            "--stages", "presets")  # runs nothing new, and still reports every row measured so far
+    assert json.loads((tmp_path / "pareto_tiny_quick.json").read_text())["rows"] == result["rows"]
 
 
 def test_convergence_quick(tiny, tmp_path):
