@@ -12,7 +12,8 @@ budget.  From each search's log.jsonl:
   * final best in-budget PPL, its variance over seeds, the fraction of in-budget episodes and the wall time.
 With bench on (default) each seed's chosen allocation is also exported and run in llama.cpp on WikiText-2 raw TEST
 (ctx 512, --max-chunks windows): the test PPL and KLD the table reports next to the validation numbers.
-Results: benchmarks/results/convergence_<model>.{json,md,png}; searches and files under runs/convergence/.
+Results: benchmarks/results/convergence_<model>[_quick][_<label>].{json,md,png}; searches and files under
+runs/convergence/<model>/ (shared by every label: a search of the same variant and seed is run once).
 """
 
 import argparse
@@ -48,11 +49,15 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.01, help="relative distance to the final best PPL")
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--no-bench", action="store_true", help="skip the llama.cpp test-set run of each result")
+    parser.add_argument("--label", default=None,
+                        help="results go to convergence_<model>_<label>.* (e.g. c4), so runs of other variants on "
+                             "the same model keep their own files")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "convergence")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     _, name, steps = job(args, "convergence")
+    name += f"_{args.label}" if args.label else ""
     spec = model_spec(args.model)
     variants = [(v.split(":") + ["reward", "ppl"][len(v.split(":")) - 2:])[:4] for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
