@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--credit", default="episode", choices=["episode", "terminal"],
                       help="episode: every layer's transition carries the episode reward (default, learns); "
                            "terminal: reward on the last layer only, bootstrapped (the paper's eq. 18)")
+    srch.add_argument("--ppo-batch", type=positive_int, default=None,
+                      help="--algo ppo: episodes collected per PPO update (default 8; 1 with --reward dynaquant)")
     srch.add_argument("--eval-samples", type=positive_int, default=EVAL_SAMPLES,
                       help=f"held-out validation windows per episode (default {EVAL_SAMPLES})")
     srch.add_argument("--eval-seq-len", type=positive_int, default=EVAL_SEQ_LEN)
@@ -167,6 +169,12 @@ def _search(args) -> int:
         actions, extra = _dynaquant(args)
     else:
         actions, extra = _actions(args.actions or "3,4,5,6"), {}
+    if args.ppo_batch is not None:
+        if args.algo != "ppo":
+            from calibration.errors import UserError
+
+            raise UserError(f"--ppo-batch is a PPO setting: use it with --algo ppo (got --algo {args.algo})")
+        extra |= {"ppo": {"episodes_per_update": args.ppo_batch}}
     result = search(args.model, args.out, algo=args.algo, budget=args.budget, target_size=args.target_size,
                     episodes=args.episodes, seed=args.seed, calibration=args.calibration, export=args.export,
                     resume=args.resume, actions=actions, ceiling=args.ceiling, nominal_bits=args.nominal_bits,

@@ -9,9 +9,11 @@ returns R_t = A_t + V(s_t), then `epochs` passes over shuffled minibatches minim
 
     -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A) + c_v (V - R)^2 - c_e H(pi),   ratio = pi(a|s) / pi_old(a|s),
 
-advantages normalised per minibatch, gradients clipped by norm.  Every random draw (initialisation,
-action sampling, minibatch shuffles) comes from the agent's own seeded generators, and `state_dict()`
-holds them: a restored agent continues exactly as the original would have.
+advantages normalised once over the whole batch (not per minibatch: RAMP pays one reward per episode, so within
+an episode every A_t is roughly R - V, and centring a minibatch of one episode's steps would subtract exactly the
+signal that says whether this allocation was better than expected), gradients clipped by norm.  Every random
+draw (initialisation, action sampling, minibatch shuffles) comes from the agent's own seeded generators, and
+`state_dict()` holds them: a restored agent continues exactly as the original would have.
 """
 
 import copy
@@ -24,7 +26,8 @@ from torch import nn
 
 @dataclass
 class PPOConfig:
-    """PPO hyperparameters (CleanRL's defaults where RAMP and DynaQuant say nothing)."""
+    """PPO hyperparameters: CleanRL's defaults where RAMP says nothing, except gamma, lam and episodes_per_update,
+    which RAMP's once-per-episode reward needs (DynaQuant's loop sets its own: 0.99, 0.95, 1)."""
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden widths of the actor and of the critic (tanh activations)."""
@@ -33,8 +36,10 @@ class PPOConfig:
     gamma: float = 1.0
     """Discount.  1.0 for RAMP's reward, paid once at the end of an episode (discounting would only shrink the
     early layers' credit); DynaQuant's per-step reward uses 0.99."""
-    lam: float = 0.95
-    """GAE lambda."""
+    lam: float = 1.0
+    """GAE lambda.  1.0 for RAMP's reward: A_t = R - V(s_t), every layer credited with its episode's outcome (SAC's
+    `--credit episode`); with 0.95 the reward reaches a layer 200 steps before the end scaled by 0.95^200 = 4e-5,
+    leaving it to a critic that sees earlier layers only as their mean bits.  DynaQuant (per-step reward): 0.95."""
     clip: float = 0.2
     """Clip range of the probability ratio."""
     epochs: int = 4
@@ -47,8 +52,10 @@ class PPOConfig:
     """Weight of the value loss."""
     max_grad_norm: float = 0.5
     """Max gradient norm of actor and critic together per step."""
-    episodes_per_update: int = 1
-    """Episodes collected with the current policy before each update."""
+    episodes_per_update: int = 8
+    """Episodes collected with the current policy before each update.  RAMP's reward comes once per episode, so
+    the advantages only compare allocations across the episodes of a batch: with one episode per update the
+    policy gets no signal beyond its critic's.  DynaQuant (a reward every step, episodes of 35 CPU-min) uses 1."""
     device: str = "cpu"
     """Torch device of the networks."""
 
@@ -154,6 +161,8 @@ class PPO:
         actions_t = torch.as_tensor(actions, dtype=torch.long, device=self.device)
         logp_old_t = torch.as_tensor(logp_old, dtype=torch.float32, device=self.device)
         adv_t = torch.as_tensor(advantages, dtype=torch.float32, device=self.device)
+        if len(adv_t) > 1:
+            adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
         stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
         n = len(actions_t)
         for _ in range(c.epochs):
@@ -167,8 +176,6 @@ class PPO:
                 log_ratio = logp - logp_old_t[idx]
                 ratio = log_ratio.exp()
                 adv = adv_t[idx]
-                if len(idx) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - c.clip, 1 + c.clip) * adv).mean()
                 value_loss = 0.5 * ((self.critic(obs[idx])[:, 0] - returns_t[idx]) ** 2).mean()
                 loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy

@@ -2,7 +2,7 @@
 
 Per episode (algorithm 1): reset both models to the base, then one step per transformer block (or linear):
 the policy samples a format, the environment quantizes, fine-tunes both models and pays eq. 5's reward.
-After every `episodes_per_update` episodes GAE (gamma 0.99, lambda 0.95) and the clipped PPO update run.
+After every episode (`episodes_per_update` 1) GAE (gamma 0.99, lambda 0.95) and the clipped PPO update run.
 log.jsonl holds one line per episode (return, its four terms, final PPLs, memory, the formats, the PPO
 losses); the checkpoint after each episode holds the agent, the state normaliser and the pending batch.
 The answer is the deterministic (argmax) rollout after training, and the highest-return episode seen; each is
@@ -73,8 +73,8 @@ def build(config, out: Path):
     train = calibration_windows(tokens, config.calib_samples, config.calib_seq_len, config.seed, bos)
     held_out = evaluation_windows(tokens, config.eval_samples, config.eval_seq_len, config.seed, bos)
     env = DynaQuantEnv(model, layers, train, held_out, dq, config.seed)
-    agent = PPO(STATE_DIM, len(dq.formats), PPOConfig(**({"gamma": 0.99} | config.extra.get("ppo", {}))),
-                seed=config.seed)
+    settings = {"gamma": 0.99, "lam": 0.95, "episodes_per_update": 1} | config.extra.get("ppo", {})  # per step
+    agent = PPO(STATE_DIM, len(dq.formats), PPOConfig(**settings), seed=config.seed)
     return env, agent, dq, source
 
 
