@@ -33,6 +33,14 @@ class Steps:
         return self.state["seconds"]
 
     def save(self) -> None:
+        """Merge into the file rather than overwrite it: two jobs sharing a work folder (convergence runs under
+        different labels) must not drop each other's finished steps."""
+        on_disk = json.loads(self.path.read_text()) if self.path.exists() else {}
+        for key, value in on_disk.items():
+            if isinstance(value, dict) and isinstance(self.state.get(key), dict):
+                self.state[key] = value | self.state[key]
+            else:
+                self.state.setdefault(key, value)
         write_json(self.path, self.state)
 
     def run(self, key: str, argv: list, output: Path) -> None:
@@ -57,7 +65,6 @@ class Steps:
         self.run(f"bench_{key}", [BIN / "halo", "bench", gguf, "--base", base, "--max-chunks", str(chunks),
                                   *bench_args, "--json", result], result)
         return json.loads(result.read_text())
-
 
     def measured(self, key: str) -> dict | None:
         """The report of bench step `key` from an earlier run, or None: a re-run with fewer stages still reports
