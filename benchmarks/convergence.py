@@ -40,6 +40,9 @@ from pareto import model_spec
 
 LATE = 50
 """The last LATE episodes of a search show what its policy has learned: their mean return and bpw are reported."""
+WINDOW, SETTLE = 10, 0.5
+"""A search's return has settled at the first episode where the mean of the last WINDOW returns is within SETTLE of
+the last-LATE mean: how many episodes the agent needs to learn the reward, defined even with no in-budget episode."""
 
 
 def main() -> None:
@@ -117,6 +120,10 @@ def _curve(out: Path, tolerance: float) -> dict:
             best = min(best, row["ppl"])
         curve.append(best / base)
     final, late = curve[-1], min(LATE, len(log))
+    returns = [r["reward"] for r in log]
+    late_return = statistics.fmean(returns[-late:])
+    settled = next((i + 1 for i in range(min(WINDOW, len(log)) - 1, len(log))
+                    if statistics.fmean(returns[i + 1 - min(WINDOW, len(log)):i + 1]) >= late_return - SETTLE), None)
     converged = None
     if math.isfinite(final):
         converged = next(i + 1 for i, value in enumerate(curve) if value <= final * (1 + tolerance))
@@ -125,8 +132,8 @@ def _curve(out: Path, tolerance: float) -> dict:
             "final_ratio": final if math.isfinite(final) else None,
             "final_kld": min((r["kld"] for r in log if r["feasible"]), default=None),
             "converged_episode": converged, "feasible_fraction": sum(r["feasible"] for r in log) / len(log),
-            "mean_bpw": statistics.fmean(r["bpw"] for r in log), "returns": [r["reward"] for r in log],
-            "late_return": statistics.fmean(r["reward"] for r in log[-late:]),
+            "mean_bpw": statistics.fmean(r["bpw"] for r in log), "returns": returns,
+            "late_return": late_return, "settled_episode": settled,
             "late_bpw": statistics.fmean(r["bpw"] for r in log[-late:])}
 
 
@@ -146,6 +153,7 @@ def _summaries(runs: dict) -> dict:
             "converged": conv,
             "feasible_fraction": statistics.fmean(r["feasible_fraction"] for r in members),
             "late_return": statistics.fmean(r["late_return"] for r in members),
+            "settled": [r["settled_episode"] for r in members],
             "late_bpw": statistics.fmean(r["late_bpw"] for r in members),
             "seconds_mean": statistics.fmean(r["seconds"] for r in members)}
         if all("test_ppl" in r for r in members):
@@ -167,17 +175,19 @@ def _markdown(r: dict) -> str:
              "ratio to the base model's PPL on the same windows); converged = first episode "
              f"whose best in-budget PPL is within {100 * r['tolerance']:.0f} % of the search's final best "
              "(— if a seed never found an in-budget allocation); variance over seeds of that ratio; "
-             f"return and bpw = means over each search's last {LATE} episodes (what the policy has learned)."
+             f"return and bpw = means over each search's last {LATE} episodes (what the policy has learned); return "
+             f"settled = first episode whose last {WINDOW} returns average within {SETTLE} of that return."
              + (f" Test = the chosen file in llama.cpp, {r['test_text']}." if r["test_text"] else ""), "",
              ("| variant | seeds in budget | converged (episode) | final val PPL / base | variance | best val KLD | "
-             "in-budget episodes | return | bpw | test PPL | test KLD | minutes/search |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "in-budget episodes | return | return settled (episode) | bpw | test PPL | test KLD | minutes/search |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for variant, s in r["variants"].items():
         test = (f"{s['test_ppl_mean']:.3f} ± {s['test_ppl_sd']:.3f}" if "test_ppl_mean" in s else "—")
         lines.append(f"| {variant} | {s['seeds_in_budget']}/{s['seeds']} | {_fmt(s['converged_mean'], '.0f')} "
                      f"({', '.join(map(str, s['converged']))}) | {_fmt(s['final_ratio_mean'], '.4f')} | "
                      f"{_fmt(s['final_ratio_var'], '.2e')} | {_fmt(s['final_kld_mean'], '.4f')} | "
                      f"{100 * s['feasible_fraction']:.0f} % | {_fmt(s.get('late_return'), '.2f')} | "
+                     f"{', '.join(map(str, s.get('settled', [])))} | "
                      f"{_fmt(s.get('late_bpw'), '.2f')} | {test} | "
                      f"{_fmt(s.get('test_kld_mean'), '.4f')} | {s['seconds_mean'] / 60:.1f} |")
     return "\n".join(lines) + "\n"

@@ -74,6 +74,7 @@ def test_convergence_quick(tiny, tmp_path):
         if feasible:   # validation windows differ per seed: the curve is relative to the base PPL on them
             assert run["final_ratio"] == pytest.approx(run["final_ppl"] / run["base_ppl"]) == run["curve"][-1]
         assert run["late_return"] == pytest.approx(sum(r["reward"] for r in log) / len(log))  # 4 episodes < LATE
+        assert run["settled_episode"] == 4   # 4 episodes < WINDOW: one window, the last-50 mean itself
         curve = [c for c in run["curve"] if c is not None]
         assert curve == sorted(curve, reverse=True)   # best-so-far never gets worse
         assert math.isfinite(run["test_ppl"]) and run["size_bytes"] > 0
