@@ -102,7 +102,8 @@ def write_markdown(results: dict, path: Path) -> None:
     lines = [(f"# HALO baselines on `{results['model']}` (llama.cpp, {results['text']}, "
              f"first {results['max_chunks']} windows)"), "",
              "Base = the source model run as is (for the default model a Q4_1 GGUF, not FP16).", "",
-             "| file | MB | bpw | PPL | KLD vs base | same top | pp t/s | tg t/s |", "|---|---|---|---|---|---|---|---|"]
+             "| file | MB | bpw | PPL | KLD vs base | same top | pp t/s | tg t/s |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, row in results["rows"].items():
         kld, speed = row.get("kld", {}), row.get("speed") or {}
         lines.append(f"| {label} | {row['size_mb']:.2f} | {row['bpw']:.3f} | {row['perplexity']['ppl']:.3f} | "

@@ -52,13 +52,15 @@ def main() -> None:
 
     cal = work / "calibration"
     base = base_gguf(args.model, work)
-    steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", args.model, *calib, "--out", cal], cal / "manifest.json")
+    steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", args.model, *calib, "--out", cal],
+              cal / "manifest.json")
     rows = {}
     for algo in ("sac", "greedy"):
         out = work / algo
-        steps.run(f"search_{algo}", [BIN / "ramp", "search", "--model", args.model, "--algo", algo, "--calibration", cal,
-                                "--seed", str(args.seed), "--out", out, *small, *(episodes if algo == "sac" else [])],
-             out / "summary.json")
+        steps.run(f"search_{algo}", [BIN / "ramp", "search", "--model", args.model, "--algo", algo,
+                                     "--calibration", cal, "--seed", str(args.seed), "--out", out, *small,
+                                     *(episodes if algo == "sac" else [])],
+                  out / "summary.json")
         rows[algo] = steps.export_and_bench(algo, args.model, ["--allocation", out / "allocation.json"], cal, base,
                                             work / f"{algo}.gguf", chunks)
     for qtype in ("Q4_K", "Q3_K"):
@@ -86,7 +88,8 @@ def _episode_stats(log: Path) -> dict:
     total, evals = sum(r["seconds"] for r in records), sum(r["eval_seconds"] for r in records)
     updates = sum(r.get("update_seconds", 0.0) for r in records)
     learning = [r for r in records if not r["warmup"]]
-    return {"count": len(records), "mean_seconds": total / len(records), "episodes_per_minute": 60 * len(records) / total,
+    return {"count": len(records), "mean_seconds": total / len(records),
+            "episodes_per_minute": 60 * len(records) / total,
             "eval_share": evals / total, "update_share": updates / total,
             "mean_seconds_learning": statistics.fmean(r["seconds"] for r in learning) if learning else None,
             "best_val_ppl_by_episode": _running_best(records)}

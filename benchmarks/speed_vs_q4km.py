@@ -41,7 +41,8 @@ def main() -> None:
         table[str(f)] = {"size_mb": f.stat().st_size / 1e6, **med,
                          "pp512_ratio": med["pp512"] / ref["pp512"], "tg128_ratio": med["tg128"] / ref["tg128"]}
         print(f"{f.name:40s} {table[str(f)]['size_mb']:7.2f} MB  pp512 {med['pp512']:7.1f} t/s "
-              f"({table[str(f)]['pp512_ratio']:.3f}x)  tg128 {med['tg128']:6.1f} t/s ({table[str(f)]['tg128_ratio']:.3f}x)")
+              f"({table[str(f)]['pp512_ratio']:.3f}x)  tg128 {med['tg128']:6.1f} t/s "
+              f"({table[str(f)]['tg128_ratio']:.3f}x)")
     args.out.write_text(json.dumps({"reference": str(args.reference), "rounds": args.rounds, "files": table,
                                     "raw": runs}, indent=1))
 

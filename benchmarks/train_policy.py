@@ -75,7 +75,8 @@ def main() -> None:
     weights.with_suffix(".safetensors.tmp").replace(weights)
     write_json(args.policies / f"{name}.json", card)
     print(f"shipped {weights} ({weights.stat().st_size / 1e6:.2f} MB): test PPL {report['kld']['ppl']:.3f} "
-          f"(base {report['kld']['ppl_base']:.3f}), KLD {report['kld']['kld_mean']:.4f}, {report['size_bytes']:,} bytes")
+          f"(base {report['kld']['ppl_base']:.3f}), KLD {report['kld']['kld_mean']:.4f}, "
+          f"{report['size_bytes']:,} bytes")
 
 
 if __name__ == "__main__":

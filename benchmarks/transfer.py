@@ -92,8 +92,8 @@ def _markdown(r: dict) -> str:
              "vs the base (the source GGUF run as is, not FP16). Validation PPL = the search evaluator's windows. "
              "`own policy` and `transfer` are one deterministic rollout each (repaired to the budget when it "
              "overshoots); `direct search` is the target's best in-budget allocation of its SAC search."), "",
-             ("| target | method | policy | bpw | policy's own bpw | repaired layers | MB | val PPL | test PPL | base PPL "
-             "| KLD | same top % |"), "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             ("| target | method | policy | bpw | policy's own bpw | repaired layers | MB | val PPL | test PPL "
+              "| base PPL | KLD | same top % |"), "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["rows"]:
         own = f"{row['policy_bpw']:.3f}" if "policy_bpw" in row else "—"
         val = f"{row['val_ppl']:.3f}" if row.get("val_ppl") else "—"

@@ -10,7 +10,8 @@ import sys
 from calibration.cli_parser import OneLineParser
 from calibration.errors import run_cli
 
-SUBCOMMANDS = ["halo.export_cli", "halo.bench_cli"]  # module names under halo/, e.g. "halo.export_cli"; each has register(sub)
+# module names under halo/, e.g. "halo.export_cli"; each has register(sub)
+SUBCOMMANDS = ["halo.export_cli", "halo.bench_cli"]
 
 
 def build_parser() -> OneLineParser:

@@ -12,7 +12,8 @@ from .evaluator import make_evaluator
 
 
 def score_allocation(path: Path, model_spec: str, calibration: str | None, eval_samples: int = EVAL_SAMPLES,
-                     eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True, scale_fold: bool = False, seed: int = 0) -> dict:
+                     eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True, scale_fold: bool = False,
+                     seed: int = 0) -> dict:
     source = resolve(model_spec)
     model = load_model(source)
     cal = artifact.read(calibration) if calibration else None

@@ -38,7 +38,8 @@ def write_f32_llama(path, hidden, ff, heads, kv_heads, vocab=32, seed=0):
         "blk.0.attn_norm.weight": (hidden,), "blk.0.ffn_norm.weight": (hidden,),
         "blk.0.attn_q.weight": (hidden, hidden), "blk.0.attn_k.weight": (kv_heads * head_dim, hidden),
         "blk.0.attn_v.weight": (kv_heads * head_dim, hidden), "blk.0.attn_output.weight": (hidden, hidden),
-        "blk.0.ffn_gate.weight": (ff, hidden), "blk.0.ffn_up.weight": (ff, hidden), "blk.0.ffn_down.weight": (hidden, ff),
+        "blk.0.ffn_gate.weight": (ff, hidden), "blk.0.ffn_up.weight": (ff, hidden),
+        "blk.0.ffn_down.weight": (hidden, ff),
     }
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_context_length(64)
