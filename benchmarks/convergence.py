@@ -120,10 +120,10 @@ def _curve(out: Path, tolerance: float) -> dict:
             best = min(best, row["ppl"])
         curve.append(best / base)
     final, late = curve[-1], min(LATE, len(log))
-    returns = [r["reward"] for r in log]
+    returns, window = [r["reward"] for r in log], min(WINDOW, len(log))
     late_return = statistics.fmean(returns[-late:])
-    settled = next((i + 1 for i in range(min(WINDOW, len(log)) - 1, len(log))
-                    if statistics.fmean(returns[i + 1 - min(WINDOW, len(log)):i + 1]) >= late_return - SETTLE), None)
+    settled = next((end for end in range(window, len(log) + 1)
+                    if statistics.fmean(returns[end - window:end]) >= late_return - SETTLE), None)
     converged = None
     if math.isfinite(final):
         converged = next(i + 1 for i, value in enumerate(curve) if value <= final * (1 + tolerance))

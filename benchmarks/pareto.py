@@ -95,9 +95,18 @@ def main() -> None:
     f32 = f32_gguf(spec, work)  # what llama.cpp's presets are quantized from
     rows = {"base": _row("base", "base", steps.bench("base", base, base, chunks, bench_args))}
 
-    def keep(key: str, label: str, method: str, report: dict | None, budget=None, seed=None) -> None:
+    def measure(key: str, run: bool, what: list | None = None) -> dict | None:
+        """Bench work/<key>.gguf (exported first from `what`, unless it is a preset) when `run`; otherwise the
+        report an earlier run measured under the same key, or None."""
+        if not run:
+            return steps.measured(key)
+        if what is None:
+            return steps.bench(key, work / f"{key}.gguf", base, chunks, bench_args)
+        return steps.export_and_bench(key, spec, what, cal, base, work / f"{key}.gguf", chunks, bench_args)
+
+    def keep(label: str, method: str, report: dict | None, budget=None, seed=None, row: str | None = None) -> None:
         if report is not None:  # None: not run now and never measured
-            rows[key] = _row(label, method, report, budget, seed)
+            rows[row or label] = _row(label, method, report, budget, seed)
 
     for preset in presets:  # presets come first: their sizes define the budgets
         for imatrix in (False, True):
@@ -105,21 +114,14 @@ def main() -> None:
             path = work / f"preset-{preset}{'-imatrix' if imatrix else ''}.gguf"
             steps.run(f"preset_{path.stem}", [BIN / "halo", "preset", "--model", spec, "--preset", preset, "--base",
                                               f32, *(["--calibration", cal] if imatrix else []), "--out", path], path)
-            run = "presets" in stages and preset in bench_presets
-            keep(label, label, "llama.cpp",
-                 steps.bench(path.stem, path, base, chunks, bench_args) if run else steps.measured(path.stem))
-    for qtype in uniform:
-        label = f"HALO uniform {qtype}"
-        if "uniform" in stages and qtype in bench_uniform or qtype == "Q3_K":  # Q3_K: the smallest reachable file
-            keep(label, label, "uniform", steps.export_and_bench(
-                f"uniform-{qtype}", spec, ["--uniform", qtype], cal, base, work / f"uniform-{qtype}.gguf", chunks,
-                bench_args))
-        else:
-            keep(label, label, "uniform", steps.measured(f"uniform-{qtype}"))
-    label = "HALO uniform Q3_K + fold"  # C3 at the smallest file: uniform 3 bits, scale folding on
-    keep(label, label, "fold", steps.export_and_bench(
-        "uniform-fold-Q3_K", spec, ["--uniform", "Q3_K", "--scale-fold"], cal, base, work / "uniform-fold-Q3_K.gguf",
-        chunks, bench_args) if "fold" in stages else steps.measured("uniform-fold-Q3_K"))
+            keep(label, "llama.cpp", measure(path.stem, "presets" in stages and preset in bench_presets))
+    for qtype in uniform:  # Q3_K always: the smallest reachable file
+        keep(f"HALO uniform {qtype}", "uniform", measure(
+            f"uniform-{qtype}", "uniform" in stages and qtype in bench_uniform or qtype == "Q3_K",
+            ["--uniform", qtype]))
+    # C3 at the smallest file: uniform 3 bits, scale folding on
+    keep("HALO uniform Q3_K + fold", "fold", measure("uniform-fold-Q3_K", "fold" in stages,
+                                                      ["--uniform", "Q3_K", "--scale-fold"]))
 
     budgets = _budgets(work, presets)
     fold_budgets = list(budgets)[:2]  # C3 looks at the two smallest
@@ -135,30 +137,21 @@ def main() -> None:
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
                                                  "--target-size", str(size), "--calibration", cal, *search,
                                                  "--out", out], out / "summary.json")
-            report = steps.export_and_bench(f"greedy-{label}", spec, ["--allocation", out / "allocation.json"], cal,
-                                            base, work / f"greedy-{label}.gguf", chunks, bench_args)
-        else:
-            report = steps.measured(f"greedy-{label}")
-        keep(f"greedy @ {label}", f"greedy @ {label}", "greedy", report, label)
+        report = measure(f"greedy-{label}", "greedy" in stages and here, ["--allocation", out / "allocation.json"])
+        keep(f"greedy @ {label}", "greedy", report, label)
         if label in fold_budgets:  # C3: the same allocation, scale folding on
-            folded = f"greedy + fold @ {label}"
-            if "fold" in stages and here and report is not None:
-                keep(folded, folded, "fold", steps.export_and_bench(
-                    f"greedy-fold-{label}", spec, ["--allocation", out / "allocation.json", "--scale-fold"], cal,
-                    base, work / f"greedy-fold-{label}.gguf", chunks, bench_args), label)
-            else:
-                keep(folded, folded, "fold", steps.measured(f"greedy-fold-{label}"), label)
+            keep(f"greedy + fold @ {label}", "fold", measure(
+                f"greedy-fold-{label}", "fold" in stages and here and report is not None,
+                ["--allocation", out / "allocation.json", "--scale-fold"]), label)
         for seed in [int(s) for s in args.seeds.split(",")]:
             key, out = f"sac-{label}-s{seed}", work / f"sac-{label}-s{seed}"
             if "sac" in stages and here:
                 steps.run(f"search_{key}", [
                     BIN / "ramp", "search", "--model", spec, "--target-size", str(size), "--calibration", cal,
                     "--seed", str(seed), *sac_args, *search, "--out", out, *resume_flag(out)], out / "summary.json")
-                report = steps.export_and_bench(key, spec, ["--allocation", out / "allocation.json"], cal, base,
-                                                work / f"{key}.gguf", chunks, bench_args)
-            else:
-                report = steps.measured(key)
-            keep(f"RAMP-SAC @ {label} seed {seed}", f"RAMP-SAC @ {label}", "sac", report, label, seed)
+            keep(f"RAMP-SAC @ {label}", "sac", measure(key, "sac" in stages and here,
+                                                       ["--allocation", out / "allocation.json"]),
+                 label, seed, row=f"RAMP-SAC @ {label} seed {seed}")
 
     result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": budgets, "rows": rows,
               "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows",
