@@ -45,6 +45,18 @@ def _update(agent: PPO, batch: list[dict]) -> dict:
         torch.set_num_threads(threads)
 
 
+def collect(env, agent: PPO, batch: list[dict]) -> tuple[dict, dict, dict, float]:
+    """One sampled episode appended to `batch`; when the batch holds `episodes_per_update` episodes, the update runs
+    and the batch is emptied in place.  (transitions, last info, losses or {}, seconds spent updating)."""
+    transitions, info = _episode(env, agent)
+    batch.append(transitions)
+    losses, started = {}, time.perf_counter()
+    if len(batch) >= agent.config.episodes_per_update:
+        losses = _update(agent, batch)
+        batch.clear()
+    return transitions, info, losses, time.perf_counter() - started
+
+
 def new_ppo(ctx: Context) -> PPO:
     return PPO(11, len(ctx.config.actions), PPOConfig(**ctx.config.extra.get("ppo", {})), seed=ctx.config.seed)
 
@@ -61,12 +73,7 @@ def train(ctx: Context, resume: bool) -> dict:
     bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search (ppo)", unit="ep")
     for episode in bar:
         started, eval_before = time.perf_counter(), ctx.eval_seconds
-        transitions, info = _episode(env, agent)
-        batch.append(transitions)
-        losses, update_start = {}, time.perf_counter()
-        if len(batch) >= agent.config.episodes_per_update:
-            losses, batch = _update(agent, batch), []
-        update_seconds = time.perf_counter() - update_start
+        transitions, info, losses, update_seconds = collect(env, agent, batch)
         best, feasible = episode_log.track_best(ctx, best, info, episode)
         episode_log.append(ctx, episode, float(transitions["reward"].sum()), info, feasible,
                            {"warmup": False, **losses}, time.perf_counter() - started,

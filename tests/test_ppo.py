@@ -10,7 +10,7 @@ import torch
 from calibration.errors import run_cli
 from ramp.cli import main as ramp_main
 from ramp.ppo import PPO, PPOConfig, gae, load_policy
-from ramp.ppo_loop import _episode, _update
+from ramp.ppo_loop import collect
 from ramp.search_run import SearchConfig, run
 from ramp.synthetic import make_problem
 
@@ -61,11 +61,7 @@ def _train_synthetic(seed: int, episodes: int, **settings) -> tuple[list[float],
     env, agent = problem.env(), PPO(11, 4, PPOConfig(**settings), seed=seed)
     returns, feasible, batch = [], [], []
     for _ in range(episodes):
-        transitions, info = _episode(env, agent)
-        batch.append(transitions)
-        if len(batch) >= agent.config.episodes_per_update:
-            _update(agent, batch)
-            batch = []
+        transitions, info, _, _ = collect(env, agent, batch)
         returns.append(float(transitions["reward"].sum()))
         feasible.append(problem.feasible(info["bits"]))
     return returns, feasible, problem
