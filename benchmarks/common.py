@@ -56,9 +56,13 @@ class Steps:
     def export_and_bench(self, key: str, model: str, what: list, cal: Path, base: Path, gguf: Path, chunks: int,
                          bench_args: tuple = ("--no-speed",)) -> dict:
         """`halo export` (what: --allocation FILE or --uniform TYPE) then `halo bench` against `base`."""
+        self.export(key, model, what, cal, gguf)
+        return self.bench(key, gguf, base, chunks, bench_args)
+
+    def export(self, key: str, model: str, what: list, cal: Path, gguf: Path) -> Path:
         self.run(f"export_{key}", [BIN / "halo", "export", "--model", model, *what, "--calibration", cal,
                                    "--out", gguf], gguf)
-        return self.bench(key, gguf, base, chunks, bench_args)
+        return gguf
 
     def bench(self, key: str, gguf: Path, base: Path, chunks: int, bench_args: tuple = ("--no-speed",)) -> dict:
         result = self.work / f"{key}.bench.json"

@@ -13,11 +13,15 @@ Rows (each a file written by HALO or llama.cpp and measured by `halo bench` on W
   * greedy (sensitivities measured once, the knapsack solved per budget) and RAMP-SAC (one search per
     budget and seed) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between
     the smallest reachable file (uniform 3 bits) and Q6_K.
-Searches see only WikiText-2 validation text.  Everything resumes: a finished step is skipped on re-run.
+Searches see only WikiText-2 validation text.  Everything resumes: a finished step is skipped on re-run, and
+the results files are rewritten after every measured row; a run in a fresh --work folder (a new machine) keeps
+the rows of the results file that it does not measure again, when that file was measured with the same model,
+windows, tasks and budgets (delete it to start over).
 Results: benchmarks/results/pareto_<model>.{json,md,png} (`_quick` for --quick).
 """
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -93,7 +97,23 @@ def main() -> None:
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
     base = base_gguf(spec, work)
     f32 = f32_gguf(spec, work)  # what llama.cpp's presets are quantized from
-    rows = {"base": _row("base", "base", steps.bench("base", base, base, chunks, bench_args))}
+    result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": {}, "rows": {},
+              "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows",
+              "tasks": f"{args.tasks}: first {bench_args[3]} items each", "seconds": steps.seconds}
+    earlier = _earlier(args.out / f"{name}.json", result)
+    rows, result["budgets"] = result["rows"], earlier.get("budgets", {})
+    rows.update(earlier.get("rows", {}))  # measured before, perhaps on another machine
+    done = set(rows)
+
+    def wanted(stage: str, row: str) -> bool:
+        """Measure `row` now: its stage was asked for and the results file does not hold it yet."""
+        return stage in stages and row not in done
+
+    def save() -> None:
+        result["seconds"] = earlier.get("seconds", {}) | steps.seconds  # wall times, also of earlier machines
+        write_json(args.out / f"{name}.json", result)
+        write_text(args.out / f"{name}.md", _markdown(result))
+        _plot(result, args.out / f"{name}.png")
 
     def measure(key: str, run: bool, what: list | None = None) -> dict | None:
         """Bench work/<key>.gguf (exported first from `what`, unless it is a preset) when `run`; otherwise the
@@ -105,8 +125,12 @@ def main() -> None:
         return steps.export_and_bench(key, spec, what, cal, base, work / f"{key}.gguf", chunks, bench_args)
 
     def keep(label: str, method: str, report: dict | None, budget=None, seed=None, row: str | None = None) -> None:
-        if report is not None:  # None: not run now and never measured
+        if report is not None:  # None: not run now and not in this work folder (an earlier results row stays)
             rows[row or label] = _row(label, method, report, budget, seed)
+            save()
+
+    keep("base", "base", steps.measured("base") if "base" in rows else steps.bench("base", base, base, chunks,
+                                                                                   bench_args))
 
     for preset in presets:  # presets come first: their sizes define the budgets
         for imatrix in (False, True):
@@ -114,22 +138,29 @@ def main() -> None:
             path = work / f"preset-{preset}{'-imatrix' if imatrix else ''}.gguf"
             steps.run(f"preset_{path.stem}", [BIN / "halo", "preset", "--model", spec, "--preset", preset, "--base",
                                               f32, *(["--calibration", cal] if imatrix else []), "--out", path], path)
-            keep(label, "llama.cpp", measure(path.stem, "presets" in stages and preset in bench_presets))
-    for qtype in uniform:  # Q3_K always: the smallest reachable file
-        keep(f"HALO uniform {qtype}", "uniform", measure(
-            f"uniform-{qtype}", "uniform" in stages and qtype in bench_uniform or qtype == "Q3_K",
-            ["--uniform", qtype]))
+            keep(label, "llama.cpp", measure(path.stem, wanted("presets", label) and preset in bench_presets))
+    for qtype in uniform:  # Q3_K always: the smallest reachable file bounds the budgets
+        label, key = f"HALO uniform {qtype}", f"uniform-{qtype}"
+        if qtype == "Q3_K":
+            steps.export(key, spec, ["--uniform", qtype], cal, work / f"{key}.gguf")
+        keep(label, "uniform", measure(key, wanted("uniform", label) and qtype in bench_uniform or (
+            qtype == "Q3_K" and label not in rows), ["--uniform", qtype]))
     # C3 at the smallest file: uniform 3 bits, scale folding on
-    keep("HALO uniform Q3_K + fold", "fold", measure("uniform-fold-Q3_K", "fold" in stages,
+    keep("HALO uniform Q3_K + fold", "fold", measure("uniform-fold-Q3_K", wanted("fold", "HALO uniform Q3_K + fold"),
                                                       ["--uniform", "Q3_K", "--scale-fold"]))
 
-    budgets = _budgets(work, presets)
+    budgets = result["budgets"] = _budgets(work, presets)
+    if earlier.get("budgets") and earlier["budgets"] != budgets:  # other preset sizes: its budget rows compare nothing
+        print(f"pareto: budgets changed since {args.out / f'{name}.json'}; dropping its search rows", flush=True)
+        for key in [k for k, r in rows.items() if r.get("budget")]:
+            del rows[key]
+            done.discard(key)
     fold_budgets = list(budgets)[:2]  # C3 looks at the two smallest
     selected = args.budgets.split(",") if args.budgets else list(budgets)
     for label, size in budgets.items():  # budgets not selected (or stages not run) report what was measured
         here = label in selected
         out = work / f"greedy-{label}"
-        if "greedy" in stages and here:
+        if wanted("greedy", f"greedy @ {label}") and here:
             out.mkdir(exist_ok=True)
             measured = sorted(work.glob("greedy-*/sensitivity.json"))
             if measured and not (out / "sensitivity.json").exists():  # measured once, reused per budget
@@ -137,29 +168,35 @@ def main() -> None:
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
                                                  "--target-size", str(size), "--calibration", cal, *search,
                                                  "--out", out], out / "summary.json")
-        report = measure(f"greedy-{label}", "greedy" in stages and here, ["--allocation", out / "allocation.json"])
+        report = measure(f"greedy-{label}", wanted("greedy", f"greedy @ {label}") and here,
+                         ["--allocation", out / "allocation.json"])
         keep(f"greedy @ {label}", "greedy", report, label)
         if label in fold_budgets:  # C3: the same allocation, scale folding on
             keep(f"greedy + fold @ {label}", "fold", measure(
-                f"greedy-fold-{label}", "fold" in stages and here and report is not None,
+                f"greedy-fold-{label}", wanted("fold", f"greedy + fold @ {label}") and here and report is not None,
                 ["--allocation", out / "allocation.json", "--scale-fold"]), label)
         for seed in [int(s) for s in args.seeds.split(",")]:
-            key, out = f"sac-{label}-s{seed}", work / f"sac-{label}-s{seed}"
-            if "sac" in stages and here:
+            key, out, row = f"sac-{label}-s{seed}", work / f"sac-{label}-s{seed}", f"RAMP-SAC @ {label} seed {seed}"
+            if wanted("sac", row) and here:
                 steps.run(f"search_{key}", [
                     BIN / "ramp", "search", "--model", spec, "--target-size", str(size), "--calibration", cal,
                     "--seed", str(seed), *sac_args, *search, "--out", out, *resume_flag(out)], out / "summary.json")
-            keep(f"RAMP-SAC @ {label}", "sac", measure(key, "sac" in stages and here,
-                                                       ["--allocation", out / "allocation.json"]),
-                 label, seed, row=f"RAMP-SAC @ {label} seed {seed}")
+            keep(f"RAMP-SAC @ {label}", "sac", measure(key, wanted("sac", row) and here,
+                                                       ["--allocation", out / "allocation.json"]), label, seed, row)
 
-    result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": budgets, "rows": rows,
-              "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows",
-              "tasks": f"{args.tasks}: first {bench_args[3]} items each", "seconds": steps.seconds}
-    write_json(args.out / f"{name}.json", result)
-    write_text(args.out / f"{name}.md", _markdown(result))
-    _plot(result, args.out / f"{name}.png")
+    save()
     print(_markdown(result))
+
+
+def _earlier(path: Path, result: dict) -> dict:
+    """The results file of an earlier run measured the same way (model, windows, tasks), else {}."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    same = all(earlier.get(k) == result[k] for k in ("spec", "quick", "test_text", "tasks"))
+    if not same:
+        print(f"pareto: {path} was measured differently (model, windows or tasks); its rows are not kept", flush=True)
+    return earlier if same else {}
 
 
 def _budgets(work: Path, presets: list) -> dict:

@@ -58,6 +58,10 @@ def test_pareto_quick(tiny, tmp_path):
     _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path,
             "--stages", "presets")  # runs nothing new, and still reports every row measured so far
     assert json.loads((tmp_path / "pareto_tiny_quick.json").read_text())["rows"] == result["rows"]
+    _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "fresh", "--out", tmp_path,
+            "--stages", "presets", "--presets", "none")  # a new machine: the results file keeps the rows
+    assert json.loads((tmp_path / "pareto_tiny_quick.json").read_text())["rows"] == result["rows"]
+    assert not list((tmp_path / "fresh_quick").glob("*.bench.json"))   # and nothing was measured again
 
 
 def test_convergence_quick(tiny, tmp_path):
