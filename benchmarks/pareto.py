@@ -159,8 +159,8 @@ def main() -> None:
     selected = args.budgets.split(",") if args.budgets else list(budgets)
     for label, size in budgets.items():  # budgets not selected (or stages not run) report what was measured
         here = label in selected
-        out = work / f"greedy-{label}"
-        if wanted("greedy", f"greedy @ {label}") and here:
+        out, row = work / f"greedy-{label}", f"greedy @ {label}"
+        if wanted("greedy", row) and here:
             out.mkdir(exist_ok=True)
             measured = sorted(work.glob("greedy-*/sensitivity.json"))
             if measured and not (out / "sensitivity.json").exists():  # measured once, reused per budget
@@ -168,9 +168,8 @@ def main() -> None:
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
                                                  "--target-size", str(size), "--calibration", cal, *search,
                                                  "--out", out], out / "summary.json")
-        report = measure(f"greedy-{label}", wanted("greedy", f"greedy @ {label}") and here,
-                         ["--allocation", out / "allocation.json"])
-        keep(f"greedy @ {label}", "greedy", report, label)
+        report = measure(f"greedy-{label}", wanted("greedy", row) and here, ["--allocation", out / "allocation.json"])
+        keep(row, "greedy", report, label)
         if label in fold_budgets:  # C3: the same allocation, scale folding on
             keep(f"greedy + fold @ {label}", "fold", measure(
                 f"greedy-fold-{label}", wanted("fold", f"greedy + fold @ {label}") and here and report is not None,
@@ -249,7 +248,9 @@ def _markdown(r: dict) -> str:
     lines = [f"# Pareto: `{r['model']}`" + (" (quick smoke run)" if r["quick"] else ""), "",
              (f"llama.cpp on {r['test_text']}; tasks {r['tasks']} (acc for BoolQ and WinoGrande, acc_norm for the "
               "others). The base is the source model run as is (an already-quantized GGUF, dequantized), not FP16. "
-              "Search rows: mean ± sd over seeds."), "",
+              "Search rows: mean ± sd over seeds. pp512/tg128 (tokens/s): one run per row, taken whenever that "
+              "row ran on a shared 2-core machine, so they do not compare across rows; "
+              "`benchmarks/speed_vs_q4km.py` compares speeds in interleaved rounds."), "",
              "Budgets (whole-file bytes): " + ", ".join(f"{k} {v:,}" for k, v in r["budgets"].items()),
              *_claim_c1(groups), *_claim_c3(groups), "", "## Every row", "",
              "| method | seeds | MB | PPL | KLD | same top % | " + " | ".join(tasks) + " | pp512 | tg128 |",
