@@ -27,6 +27,7 @@ class Steps:
         self.work.mkdir(parents=True, exist_ok=True)
         self.path = self.work / "state.json"
         self.state = json.loads(self.path.read_text()) if self.path.exists() else {"seconds": {}}
+        self.base_cache = self.work / "base-logits"  # the base decoded once for every file this job benches
 
     @property
     def seconds(self) -> dict:
@@ -66,8 +67,8 @@ class Steps:
 
     def bench(self, key: str, gguf: Path, base: Path, chunks: int, bench_args: tuple = ("--no-speed",)) -> dict:
         result = self.work / f"{key}.bench.json"
-        self.run(f"bench_{key}", [BIN / "halo", "bench", gguf, "--base", base, "--max-chunks", str(chunks),
-                                  *bench_args, "--json", result], result)
+        self.run(f"bench_{key}", [BIN / "halo", "bench", gguf, "--base", base, "--base-cache", self.base_cache,
+                                  "--max-chunks", str(chunks), *bench_args, "--json", result], result)
         return json.loads(result.read_text())
 
     def measured(self, key: str) -> dict | None:

@@ -113,6 +113,29 @@ def test_kld_grows_with_coarser_quantization(text_file, requantized):
     assert q4["ppl_delta"] == pytest.approx(q4["ppl"] - q4["ppl_base"])
 
 
+def test_cached_base_logits_give_the_same_numbers(text_file, requantized, tmp_path):
+    """A cached run writes the base's logits, the next one reads them: both give the uncached numbers exactly."""
+    from halo.measure.kld import kl_divergence
+
+    def kld(threads=THREADS, cache=tmp_path):
+        r = kl_divergence(requantized["q4_0"], default_gguf(), text_file, N_CTX, CHUNKS, threads, progress=False,
+                          base_cache=cache)
+        return {k: v for k, v in r.items() if k != "seconds"}
+
+    plain = kld(cache=None)
+    assert kld() == plain
+    saved = sorted(tmp_path.glob("*/w*.npy"))
+    assert len(saved) == CHUNKS and not list(tmp_path.glob("*/*.tmp"))
+    assert kld() == plain
+    logits = np.load(saved[0])  # the next run reads the files: altered logits change its numbers
+    np.save(saved[0], logits[:, ::-1].copy())
+    assert kld()["kld_mean"] != plain["kld_mean"]
+    saved[0].write_bytes(b"damaged")  # a file that does not read back is decoded and written again
+    assert kld() == plain and np.array_equal(np.load(saved[0]), logits)
+    kld(threads=2)  # another thread count is another entry
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
+
+
 def test_bits_per_weight_follow_the_type(requantized):
     from halo.measure.run import file_stats
 
@@ -188,14 +211,17 @@ def _cli(argv, capfd):
 
 
 @pytest.mark.parametrize("case, pattern", [("missing", "not found"), ("corrupt", "not a readable GGUF"),
-                                           ("task", "unknown task 'mmlu'"), ("base", "not found")])
+                                           ("task", "unknown task 'mmlu'"), ("base", "not found"),
+                                           ("cache", "needs a base file"), ("cache-file", "as the base cache")])
 def test_cli_bad_input_is_one_line(case, pattern, tmp_path, capfd):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x03\0\0\0" + b"\xff" * 40)
     target = {"missing": tmp_path / "none.gguf", "corrupt": bad}.get(case, default_gguf())
     argv = ["bench", str(target), "--no-speed", "--threads", "1", "--max-chunks", "1",
             "--json", str(tmp_path / "out.json")]
-    argv += {"task": ["--tasks", "piqa,mmlu"], "base": ["--base", str(tmp_path / "none.gguf")]}.get(case, [])
+    argv += {"task": ["--tasks", "piqa,mmlu"], "base": ["--base", str(tmp_path / "none.gguf")],
+             "cache": ["--base-cache", str(tmp_path / "cache")],
+             "cache-file": ["--base", str(default_gguf()), "--base-cache", str(bad)]}.get(case, [])
     code, out, err = _cli(argv, capfd)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error:") and pattern in err, err
     assert not (tmp_path / "out.json").exists()

@@ -55,6 +55,8 @@ def test_pareto_quick(tiny, tmp_path):
             assert row["size_bytes"] <= result["budgets"][row["budget"]] * 1.01, label
     assert (tmp_path / "pareto_tiny_quick.png").stat().st_size > 10_000
     assert "Scale folding on/off" in (tmp_path / "pareto_tiny_quick.md").read_text()
+    entries = list((tmp_path / "work" / "tiny_quick" / "base-logits").iterdir())  # every bench shared one base pass
+    assert len(entries) == 1 and len(list(entries[0].glob("w*.npy"))) == 2
     _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path,
             "--stages", "presets")  # runs nothing new, and still reports every row measured so far
     assert json.loads((tmp_path / "pareto_tiny_quick.json").read_text())["rows"] == result["rows"]

@@ -2,10 +2,11 @@
 
 Same tokens (the base's tokenization), windows and scored positions as `perplexity`.  The two files
 run side by side, window by window, in two llama.cpp contexts: the base's log-probabilities of one
-window live only while that window is compared, so memory stays at two windows of logits and nothing
-is written to disk.  (llama.cpp instead saves the base's log-probs of every window to a file,
-quantized to 16 bits and with base probabilities below e^-16 dropped; here the KLD is the exact
-float64 sum over the whole vocabulary, so a file against itself gives exactly 0.)
+window live only while that window is compared, so memory stays at two windows of logits.  With
+`base_cache` the base's float32 logits of each window are read from (or first written to) that folder
+(`base_logits.py`), exactly as decoded, so a cached run gives the same numbers.  (llama.cpp instead
+saves the base's log-probs quantized to 16 bits, with base probabilities below e^-16 dropped; here the
+KLD is the exact float64 sum over the whole vocabulary, so a file against itself gives exactly 0.)
 
 Per scored token: KLD(base||quant) = sum_v p_base(v) (log p_base(v) - log p_quant(v)); "same top"
 when both argmaxes agree; Δp = p_quant(target) - p_base(target).  The summary has llama.cpp's
@@ -20,8 +21,18 @@ from tqdm.auto import tqdm
 
 from calibration.errors import UserError
 
-from . import Model
-from .perplexity import mean_err, n_windows, ppl_stats, read_text, window_logprobs
+from . import Model, log_softmax
+from .base_logits import BaseLogits
+from .perplexity import (
+    default_text,
+    mean_err,
+    n_windows,
+    ppl_stats,
+    read_text,
+    window_logits,
+    window_logprobs,
+    window_targets,
+)
 
 
 def token_kld(logp_base: np.ndarray, logp_quant: np.ndarray) -> np.ndarray:
@@ -61,8 +72,9 @@ def summarize(kld: np.ndarray, same_top: np.ndarray, nll: np.ndarray, nll_base: 
 
 
 def kl_divergence(path, base, text_file=None, n_ctx: int = 512, max_chunks: int | None = None,
-                  threads: int | None = None, progress: bool = True) -> dict:
-    """Compare GGUF `path` with GGUF `base` on `text_file` (default wiki.test.raw), window by window."""
+                  threads: int | None = None, progress: bool = True, base_cache=None) -> dict:
+    """Compare GGUF `path` with GGUF `base` on `text_file` (default wiki.test.raw), window by window;
+    `base_cache`: a folder keeping the base's logits between runs."""
     start = time.perf_counter()
     with Model(base, n_ctx=n_ctx, threads=threads) as ref, Model(path, n_ctx=n_ctx, threads=threads) as model:
         if ref.n_vocab != model.n_vocab:
@@ -70,16 +82,23 @@ def kl_divergence(path, base, text_file=None, n_ctx: int = 512, max_chunks: int 
                             f"{ref.n_vocab}: KL divergence needs the same vocabulary")
         tokens = ref.tokenize(read_text(text_file))
         n = n_windows(len(tokens), n_ctx, max_chunks)
+        cache = base_cache and BaseLogits(base_cache, base, text_file or default_text(), n_ctx, ref.threads,
+                                          ref.n_vocab)
         parts = {"kld": [], "same_top": [], "nll": [], "nll_base": []}
         for index in tqdm(range(n), desc="KL divergence", unit="chunk", disable=not progress):
-            logp_base, targets = window_logprobs(ref, tokens, index)
+            logits_base = cache.get(index) if cache else None
+            if logits_base is None:
+                logits_base = window_logits(ref, tokens, index)
+                if cache:
+                    cache.put(index, logits_base)
+            logp_base, targets = log_softmax(logits_base), window_targets(tokens, index, n_ctx)
             logp, _ = window_logprobs(model, tokens, index)
             rows = np.arange(len(targets))
             parts["kld"].append(token_kld(logp_base, logp))
             parts["same_top"].append(logp_base.argmax(axis=1) == logp.argmax(axis=1))
             parts["nll"].append(-logp[rows, targets])
             parts["nll_base"].append(-logp_base[rows, targets])
-            del logp_base, logp
+            del logits_base, logp_base, logp
     arrays = {key: np.concatenate(value) for key, value in parts.items()}
     return summarize(**arrays) | {"chunks": n, "tokens": int(len(arrays["kld"])), "n_ctx": n_ctx,
                                   "seconds": time.perf_counter() - start}

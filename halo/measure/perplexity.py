@@ -45,17 +45,25 @@ def n_windows(n_tokens: int, n_ctx: int, max_chunks: int | None) -> int:
     return n if max_chunks is None else min(n, int(max_chunks))
 
 
-def window_logprobs(model: Model, tokens: np.ndarray, index: int):
-    """(log-probs float64 (n_ctx-first-1, vocab), targets) of window `index`, scored positions only."""
+def window_targets(tokens: np.ndarray, index: int, n_ctx: int) -> np.ndarray:
+    """The tokens that window `index`'s scored positions predict."""
+    return tokens[index * n_ctx + n_ctx // 2 + 1:(index + 1) * n_ctx]
+
+
+def window_logits(model: Model, tokens: np.ndarray, index: int) -> np.ndarray:
+    """llama.cpp's float32 logits (n_ctx-first-1, vocab) of window `index`, scored positions only."""
     n_ctx = model.n_ctx
     first = n_ctx // 2
     window = tokens[index * n_ctx:(index + 1) * n_ctx].copy()
     if model.add_bos:
         window[0] = model.bos
     model.forget(0)
-    logits = model.decode(window, 0, np.arange(n_ctx) >= first)
-    targets = tokens[index * n_ctx + first + 1:(index + 1) * n_ctx]
-    return log_softmax(logits[:-1]), targets
+    return model.decode(window, 0, np.arange(n_ctx) >= first)[:-1]
+
+
+def window_logprobs(model: Model, tokens: np.ndarray, index: int):
+    """(log-probs float64 (n_ctx-first-1, vocab), targets) of window `index`, scored positions only."""
+    return log_softmax(window_logits(model, tokens, index)), window_targets(tokens, index, model.n_ctx)
 
 
 def mean_err(values: np.ndarray) -> tuple[float, float]:

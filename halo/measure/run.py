@@ -38,22 +38,25 @@ def _check_count(name: str, value):
 
 def bench(path, base=None, tasks=(), max_chunks: int | None = None, limit: int | None = None,
           threads: int | None = None, speed: bool = True, n_ctx: int = 512, text_file=None,
-          progress: bool = True) -> dict:
+          progress: bool = True, base_cache=None) -> dict:
     """Measure GGUF `path`: size, perplexity (and KLD against `base`), accuracy on `tasks`, speed.
 
     max_chunks: windows of wiki.test.raw (None: all, like llama-perplexity); limit: first N items of
-    each task; threads: llama.cpp threads (default os.cpu_count()).
+    each task; threads: llama.cpp threads (default os.cpu_count()); base_cache: a folder that keeps the
+    base's logits between runs (see `base_logits.py`).
     """
     start = time.perf_counter()
     tasks = check_tasks(tasks)
     for name, value in (("max_chunks", max_chunks), ("limit", limit), ("threads", threads), ("n_ctx", n_ctx)):
         _check_count(name, value)
     threads = threads or os.cpu_count()
+    if base_cache is not None and base is None:
+        raise UserError("a base cache needs a base file (--base) to compare against")
     result = {"file": str(path), **file_stats(path), "threads": threads}
     if base is not None:
         read_gguf(base)
         result["base"] = str(base)
-        result["kld"] = kl_divergence(path, base, text_file, n_ctx, max_chunks, threads, progress)
+        result["kld"] = kl_divergence(path, base, text_file, n_ctx, max_chunks, threads, progress, base_cache)
         result["perplexity"] = {key: result["kld"][key] for key in PPL_KEYS}
     else:
         result["perplexity"] = perplexity(path, text_file, n_ctx, max_chunks, threads, progress)
