@@ -13,11 +13,11 @@ positions x vocabulary x 4 bytes per window (SmolLM2-135M: 50 MB, Gemma 3 270M: 
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from calibration.atomic import replacing, write_json
 from calibration.errors import UserError
 
 
@@ -44,7 +44,7 @@ class BaseLogits:
         self.shape = (n_ctx - n_ctx // 2 - 1, int(n_vocab))
         about = self.folder / "about.json"
         if not about.exists():  # for a person looking at the folder; never read back
-            about.write_text(json.dumps(ident, indent=1))
+            write_json(about, ident)
 
     def _path(self, index: int) -> Path:
         return self.folder / f"w{index:05d}.npy"
@@ -62,8 +62,5 @@ class BaseLogits:
 
     def put(self, index: int, logits: np.ndarray) -> None:
         assert logits.shape == self.shape and logits.dtype == np.float32, (logits.shape, logits.dtype)
-        path = self._path(index)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
+        with replacing(self._path(index), "wb") as handle:
             np.save(handle, logits)
-        tmp.replace(path)

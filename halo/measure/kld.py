@@ -82,8 +82,8 @@ def kl_divergence(path, base, text_file=None, n_ctx: int = 512, max_chunks: int 
                             f"{ref.n_vocab}: KL divergence needs the same vocabulary")
         tokens = ref.tokenize(read_text(text_file))
         n = n_windows(len(tokens), n_ctx, max_chunks)
-        cache = base_cache and BaseLogits(base_cache, base, text_file or default_text(), n_ctx, ref.threads,
-                                          ref.n_vocab)
+        cache = BaseLogits(base_cache, base, text_file or default_text(), n_ctx, ref.threads,
+                           ref.n_vocab) if base_cache else None
         parts = {"kld": [], "same_top": [], "nll": [], "nll_base": []}
         for index in tqdm(range(n), desc="KL divergence", unit="chunk", disable=not progress):
             logits_base = cache.get(index) if cache else None
