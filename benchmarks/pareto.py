@@ -319,15 +319,24 @@ def _plot(r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    styles = {"llama.cpp": ("s", "tab:gray"), "uniform": ("^", "tab:blue"), "greedy": ("D", "tab:orange"),
-              "sac": ("o", "tab:red"), "fold": ("v", "tab:green"), "base": ("*", "black")}
+    # llama.cpp's presets with and without imatrix are told apart: imatrix moves them more than some methods differ
+    styles = {"llama.cpp": ("s", "tab:gray", "tab:gray"), "llama.cpp + imatrix": ("s", "none", "tab:purple"),
+              "uniform": ("^", "tab:blue", "tab:blue"), "greedy": ("D", "tab:orange", "tab:orange"),
+              "sac": ("o", "tab:red", "tab:red"), "fold": ("v", "tab:green", "tab:green"),
+              "base": ("*", "black", "black")}
+
+    def series(group: dict) -> str:
+        imatrix = group["method"] == "llama.cpp" and group["label"].endswith(" imatrix")
+        return "llama.cpp + imatrix" if imatrix else group["method"]
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, name in ((axes[0], "ppl", "WikiText-2 test PPL"), (axes[1], "kld", "KLD vs base")):
-        for method, (marker, colour) in styles.items():
-            groups = [g for g in _groups(r["rows"]) if g["method"] == method and (key != "kld" or method != "base")]
+        for method, (marker, face, edge) in styles.items():
+            groups = [g for g in _groups(r["rows"]) if series(g) == method and (key != "kld" or method != "base")]
             if groups:
                 ax.errorbar([g["size_bytes"] / 1e6 for g in groups], [g[key] for g in groups],
-                            yerr=[g[key + "_sd"] for g in groups], fmt=marker, color=colour, label=method, capsize=3)
+                            yerr=[g[key + "_sd"] for g in groups], fmt=marker, color=edge, markerfacecolor=face,
+                            markeredgecolor=edge, label=method, capsize=3)
         ax.set_xlabel("file size (MB)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
