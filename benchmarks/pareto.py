@@ -329,10 +329,11 @@ def _plot(r: dict, path: Path) -> None:
         imatrix = group["method"] == "llama.cpp" and group["label"].endswith(" imatrix")
         return "llama.cpp + imatrix" if imatrix else group["method"]
 
+    merged = _groups(r["rows"])
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, name in ((axes[0], "ppl", "WikiText-2 test PPL"), (axes[1], "kld", "KLD vs base")):
         for method, (marker, face, edge) in styles.items():
-            groups = [g for g in _groups(r["rows"]) if series(g) == method and (key != "kld" or method != "base")]
+            groups = [g for g in merged if series(g) == method and (key != "kld" or method != "base")]
             if groups:
                 ax.errorbar([g["size_bytes"] / 1e6 for g in groups], [g[key] for g in groups],
                             yerr=[g[key + "_sd"] for g in groups], fmt=marker, color=edge, markerfacecolor=face,
