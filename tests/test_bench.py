@@ -5,6 +5,7 @@ SmolLM2-135M GGUF and copies of it quantized by llama.cpp to Q8_0 and Q4_0.
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -132,6 +133,9 @@ def test_cached_base_logits_give_the_same_numbers(text_file, requantized, tmp_pa
     assert kld()["kld_mean"] != plain["kld_mean"]
     saved[0].write_bytes(b"damaged")  # a file that does not read back is decoded and written again
     assert kld() == plain and np.array_equal(np.load(saved[0]), logits)
+    stat = text_file.stat()  # the same text with a new modification time (a data folder copied again): same entry
+    os.utime(text_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**12))
+    assert kld() == plain and len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1
     kld(threads=2)  # another thread count is another entry
     assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
 

@@ -1,14 +1,15 @@
 """The base model's logits per window, kept on disk between `halo bench` runs (`--base-cache DIR`).
 
-A benchmark measures many files against one base, and the base's forward pass is the same every time: half
-the work of each KL divergence.  llama.cpp saves it once (`llama-perplexity --kl-divergence-base`), as
-16-bit quantized log-probabilities; here the float32 logits that llama.cpp returned are saved as they are,
-so a run that reads them gives bit for bit the numbers of one that decodes the base again.  An entry is a
-folder named by a hash of everything that could change those logits: the base file and the text file
-(resolved path, size, modification time), the window size, the thread count and the llama-cpp-python
-version.  Each window is one `.npy` file of (scored positions, vocabulary) float32 values, written under a
-temporary name and renamed; a file that cannot be read back is decoded and written again.  Size: scored
-positions x vocabulary x 4 bytes per window (SmolLM2-135M: 50 MB, Gemma 3 270M: 268 MB at ctx 512).
+A benchmark measures many files against one base, and the base's forward pass is the same every time: half the
+work of each KL divergence. llama.cpp saves it once (`llama-perplexity --kl-divergence-base`), as 16-bit
+quantized log-probabilities; here the float32 logits that llama.cpp returned are saved as they are, so a run
+that reads them gives bit for bit the numbers of one that decodes the base again. An entry is a folder named
+by a hash of everything that could change those logits: the contents of the base file and the text file (not
+their paths or modification times: a data folder copied again, or a model reinstalled unchanged, keeps its
+entry), the window size, the thread count and the llama-cpp-python version. Each window is one `.npy` file of
+(scored positions, vocabulary) float32 values, written under a temporary name and renamed; a file that cannot
+be read back is decoded and written again. Size: scored positions x vocabulary x 4 bytes per window
+(SmolLM2-135M: 50 MB, Gemma 3 270M: 268 MB at ctx 512).
 """
 
 import hashlib
@@ -22,9 +23,11 @@ from calibration.errors import UserError
 
 
 def _file_id(path) -> dict:
+    """What identifies a file's contents: its size and SHA-256 (a second per GB; a bench takes minutes)."""
     path = Path(path).resolve()
-    stat = path.stat()
-    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest}
 
 
 class BaseLogits:
@@ -35,7 +38,8 @@ class BaseLogits:
 
         ident = {"base": _file_id(base), "text": _file_id(text_file), "n_ctx": int(n_ctx),
                  "threads": int(threads), "llama_cpp_python": llama_cpp.__version__}
-        key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+        keyed = {**ident, "base": ident["base"]["sha256"], "text": ident["text"]["sha256"]}  # paths: for about.json
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = Path(folder) / key
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
