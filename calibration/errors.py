@@ -1,8 +1,9 @@
 """The one exception type that reaches the user as a single line.
 
 Every stage raises `UserError` for problems the user can fix (a missing file, a bad flag, an
-unsupported model).  The CLIs print its message on one line and exit non-zero; anything else is a
-bug and keeps its traceback.
+unsupported model).  The CLIs print its message on one line and exit non-zero.  An `OSError` that
+escapes a stage (a full disk, a quota, a file removed under a running job) is the machine's problem,
+not a bug, and is reported the same way; anything else is a bug and keeps its traceback.
 """
 
 
@@ -11,12 +12,15 @@ class UserError(Exception):
 
 
 def run_cli(main, argv=None) -> int:
-    """Call `main(argv)`; a UserError becomes one `error:` line on stderr and exit status 2."""
+    """Call `main(argv)`; a UserError or OSError becomes one `error:` line on stderr and exit status 2."""
     import sys
 
     try:
         return main(argv) or 0
     except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # str() names the errno text and the file where the OS gave them
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

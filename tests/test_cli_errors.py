@@ -101,3 +101,14 @@ def test_console_script_reports_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: model path not found: {tmp_path / 'x.gguf'}"]
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_full_disk_is_one_line(capsys):
+    """A write that the OS refuses mid-run (here: /dev/full, always out of space) ends in one line, not a traceback."""
+    def writes(argv):
+        with open("/dev/full", "w") as handle:
+            handle.write("x" * 65536)
+            handle.flush()
+
+    _assert_one_line(run_cli(writes, []), capsys.readouterr().err.strip(), "No space left on device")
