@@ -16,7 +16,8 @@ BIN = Path(sys.executable).parent
 if str(ROOT) not in sys.path:  # this checkout's packages, also when the venv's editable install points elsewhere
     sys.path.insert(0, str(ROOT))
 
-from calibration.atomic import write_json, write_text  # noqa: F401  (after the path is set; re-exported for the scripts)
+# after the path is set; write_json and write_text are re-exported for the scripts
+from calibration.atomic import replacing, write_json, write_text  # noqa: E402, F401
 
 
 class Steps:
@@ -92,14 +93,16 @@ def resume_flag(out: Path) -> list[str]:
 
 
 def save_png(fig, path: Path) -> None:
-    """Lay out, write atomically (temporary name, then rename) and close a matplotlib figure."""
+    """Lay out, write atomically (a unique temporary name, then rename: two jobs that save the same plot do
+    not trip over each other's file) and close a matplotlib figure."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with replacing(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def f32_gguf(model: str, work: Path) -> Path:
