@@ -12,22 +12,13 @@ be read back is decoded and written again. Size: scored positions x vocabulary x
 (SmolLM2-135M: 50 MB, Gemma 3 270M: 268 MB at ctx 512).
 """
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
 from calibration.atomic import replacing, write_json
 from calibration.errors import UserError
-
-
-def _file_id(path) -> dict:
-    """What identifies a file's contents: its size and SHA-256 (a second per GB; a bench takes minutes)."""
-    path = Path(path).resolve()
-    with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest}
+from calibration.hashing import file_sha256, json_sha256
 
 
 class BaseLogits:
@@ -36,10 +27,10 @@ class BaseLogits:
     def __init__(self, folder, base, text_file, n_ctx: int, threads: int, n_vocab: int):
         import llama_cpp
 
-        ident = {"base": _file_id(base), "text": _file_id(text_file), "n_ctx": int(n_ctx),
+        # contents, not paths or mtimes (a second per GB of base; a bench takes minutes)
+        ident = {"base": file_sha256(base), "text": file_sha256(text_file), "n_ctx": int(n_ctx),
                  "threads": int(threads), "llama_cpp_python": llama_cpp.__version__}
-        keyed = {**ident, "base": ident["base"]["sha256"], "text": ident["text"]["sha256"]}  # paths: for about.json
-        key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+        key = json_sha256(ident)[:16]
         self.folder = Path(folder) / key
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -48,7 +39,8 @@ class BaseLogits:
         self.shape = (n_ctx - n_ctx // 2 - 1, int(n_vocab))
         about = self.folder / "about.json"
         if not about.exists():  # for a person looking at the folder; never read back
-            write_json(about, ident)
+            write_json(about, {**ident, "base_path": str(Path(base).resolve()),
+                               "text_path": str(Path(text_file).resolve())})
 
     def _path(self, index: int) -> Path:
         return self.folder / f"w{index:05d}.npy"
