@@ -17,10 +17,7 @@ def run_cli(main, argv=None) -> int:
 
     try:
         return main(argv) or 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # str() names the errno text and the file where the OS gave them
+    except (UserError, OSError) as exc:  # an OSError's str() names the errno text and the file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
