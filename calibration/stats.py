@@ -7,6 +7,7 @@ llama.cpp's imatrix stores.  Layers fed by the same tensor (q, k, v; gate, up) s
 computation.
 """
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,15 @@ def _reduce(x: torch.Tensor):
     return a.amax(dim=0).cpu(), a.sum(dim=0).cpu(), (flat * flat).sum(dim=0).cpu(), flat.shape[0]
 
 
+def _last_logits_only(model) -> dict:
+    """Forward arguments that ask for the logits of the last position only, where the model takes them.
+
+    Every hooked layer sits before the output head, so its inputs are the same either way; the head over all
+    positions is most of the pass for a large vocabulary (Gemma 3: 262k words, 4 GB of float32 logits a batch).
+    """
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 @torch.no_grad()
 def collect(model, layers, batches, device: str = "cpu", desc: str = "calibration") -> dict[str, ChannelStats]:
     """Run `batches` (an iterable of (B, T) token tensors) through `model`; return stats by layer name."""
@@ -63,11 +73,12 @@ def collect(model, layers, batches, device: str = "cpu", desc: str = "calibratio
             stats[name].update(*last["value"])
         return hook
 
+    extra = _last_logits_only(model)
     handles = [modules[layer.name].register_forward_pre_hook(make_hook(layer.name)) for layer in layers]
     try:
         for batch in tqdm(batches, desc=desc, unit="batch"):
             last["x"] = None
-            model(input_ids=batch.to(device), use_cache=False)
+            model(input_ids=batch.to(device), use_cache=False, **extra)
     finally:
         for handle in handles:
             handle.remove()
