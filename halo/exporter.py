@@ -176,6 +176,9 @@ def verify_in_llama_cpp(path: Path, n_tokens: int = 8) -> None:
     """Load the file in llama.cpp and run a few tokens; the logits must be finite."""
     import llama_cpp
 
+    from .llama_build import check
+
+    check()
     try:
         llm = llama_cpp.Llama(str(path), n_ctx=64, n_batch=64, verbose=False, logits_all=True)
     except Exception as exc:  # llama-cpp-python raises ValueError on load failure

@@ -38,6 +38,9 @@ def llama_cpp_perplexity(path: Path, windows, threads: int | None = None) -> flo
     """llama.cpp's perplexity of `windows` (N, T): each window alone, NLL of positions 1..T-1."""
     import llama_cpp
 
+    from halo.llama_build import check
+
+    check()
     windows = np.asarray(windows, dtype=np.int64)
     n_ctx = windows.shape[1]
     threads = threads or os.cpu_count()

@@ -45,6 +45,9 @@ class Model:
     def __init__(self, path, n_ctx: int = 512, threads: int | None = None, n_batch: int = 512):
         import llama_cpp
 
+        from ..llama_build import check
+
+        check()
         read_gguf(path)
         threads = threads or os.cpu_count()
         n_batch = min(n_batch, n_ctx)
