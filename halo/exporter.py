@@ -26,6 +26,7 @@ from .fold import fold_model
 from .gguf_meta import source_metadata
 from .imatrix import layer_imatrix
 from .layout import gguf_tensors, rows_to_gguf_order
+from .llama_build import check as check_llama_build
 from .specials import special_types
 from .writer import write_gguf
 
@@ -176,9 +177,7 @@ def verify_in_llama_cpp(path: Path, n_tokens: int = 8) -> None:
     """Load the file in llama.cpp and run a few tokens; the logits must be finite."""
     import llama_cpp
 
-    from .llama_build import check
-
-    check()
+    check_llama_build()
     try:
         llm = llama_cpp.Llama(str(path), n_ctx=64, n_batch=64, verbose=False, logits_all=True)
     except Exception as exc:  # llama-cpp-python raises ValueError on load failure

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.errors import UserError
+from halo.llama_build import check as check_llama_build
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,7 @@ def llama_cpp_perplexity(path: Path, windows, threads: int | None = None) -> flo
     """llama.cpp's perplexity of `windows` (N, T): each window alone, NLL of positions 1..T-1."""
     import llama_cpp
 
-    from halo.llama_build import check
-
-    check()
+    check_llama_build()
     windows = np.asarray(windows, dtype=np.int64)
     n_ctx = windows.shape[1]
     threads = threads or os.cpu_count()

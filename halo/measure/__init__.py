@@ -17,6 +17,8 @@ import numpy as np
 
 from calibration.errors import UserError
 
+from ..llama_build import check as check_llama_build
+
 
 def read_gguf(path) -> "gguf.GGUFReader":  # noqa: F821
     """gguf-py's reader for `path`; a missing or unreadable file is a one-line UserError."""
@@ -45,9 +47,7 @@ class Model:
     def __init__(self, path, n_ctx: int = 512, threads: int | None = None, n_batch: int = 512):
         import llama_cpp
 
-        from ..llama_build import check
-
-        check()
+        check_llama_build()
         read_gguf(path)
         threads = threads or os.cpu_count()
         n_batch = min(n_batch, n_ctx)
