@@ -250,10 +250,9 @@ def _markdown(r: dict) -> str:
     lines = [f"# Pareto: `{r['model']}`" + (" (quick smoke run)" if r["quick"] else ""), "",
              (f"llama.cpp on {r['test_text']}; tasks {r['tasks']} (acc for BoolQ and WinoGrande, acc_norm for the "
               "others). The base is the source model run as is (an already-quantized GGUF, dequantized), not FP16. "
-              "Search rows: mean ± sd over seeds. pp512/tg128 (tokens/s): one run per file (the fastest seed's for "
-              "search rows), taken whenever that file ran on a shared 2-core machine, so they do not compare across "
-              "rows; "
-              "`benchmarks/speed_vs_q4km.py` compares speeds in interleaved rounds."), "",
+              "Search rows: mean ± sd over seeds. pp512/tg128 (tokens/s): one run per file (for search rows the best "
+              "of the seeds' runs), taken whenever that file ran on a shared 2-core machine, so they do not "
+              "compare across rows; `benchmarks/speed_vs_q4km.py` compares speeds in interleaved rounds."), "",
              "Budgets (whole-file bytes): " + ", ".join(f"{k} {v:,}" for k, v in r["budgets"].items()),
              *_claim_c1(groups), *_claim_c3(groups), "", "## Every row", "",
              "| method | seeds | MB | PPL | KLD | same top % | " + " | ".join(tasks) + " | pp512 | tg128 |",
