@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # this checkout's packages, also when the venv's 
     sys.path.insert(0, str(ROOT))
 
 # after the path is set; write_json and write_text are re-exported for the scripts
-from calibration.atomic import replacing, write_json, write_text  # noqa: E402, F401
+from ramputils.atomic import replacing, write_json, write_text  # noqa: E402, F401
 
 
 class Steps:

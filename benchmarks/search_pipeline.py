@@ -111,8 +111,8 @@ def _evaluator_costs(model_spec, cal_dir, allocation_path, work, quick) -> dict:
     from calibration import artifact
     from calibration.models import load_model, resolve
     from halo import allocation as alloc_mod
-    from ramp.evaluator import make_evaluator
-    from ramp.fidelity import fidelity
+    from ramp.evaluation.evaluator import make_evaluator
+    from ramp.evaluation.fidelity import fidelity
 
     source, cal = resolve(model_spec), artifact.read(cal_dir)
     model = load_model(source)

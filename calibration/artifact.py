@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ramputils.errors import UserError
+
 from .layers import Layer
 
 FORMAT = "ramp-calibration"

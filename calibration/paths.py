@@ -8,7 +8,7 @@ repository root).  `RAMP_DATA_DIR` overrides that; the current directory's `../s
 import os
 from pathlib import Path
 
-from .errors import UserError
+from ramputils.errors import UserError
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ramputils.errors import UserError
+from ramputils.hashing import json_sha256
+
 from . import __version__, artifact
 from .data import bos_id, calibration_windows, load_text, tokenize
 from .embedding import FEATURES, layer_embedding, standardisation
-from .errors import UserError
-from .hashing import json_sha256
 from .layers import layer_table, special_tensors
 from .memory import load_within
 from .models import load_tokenizer, resolve

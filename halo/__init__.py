@@ -1,6 +1,6 @@
 """HALO: exact GGUF quantization with libggml, scale folding, mixed-precision export and llama.cpp evaluation."""
 
-__version__ = "0.1.0"
+from ramputils import __version__  # noqa: F401 (from the installed package)
 
 # the Python API (light: torch, transformers and llama.cpp load when a function runs)
 from .api import BenchResult, bench, export  # noqa: E402

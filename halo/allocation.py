@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibration.atomic import write_json
-from calibration.errors import UserError
 from halo import qtypes
+from ramputils.atomic import write_json
+from ramputils.errors import UserError
 
 FORMAT = "ramp-allocation"
 FORMAT_VERSION = 1

@@ -3,9 +3,9 @@ file in llama.cpp; prints a short table and optionally writes the full result as
 
 from pathlib import Path
 
-from calibration.atomic import write_json
-from calibration.cli_parser import positive_int
-from calibration.errors import UserError
+from ramputils.atomic import write_json
+from ramputils.cli_parser import positive_int
+from ramputils.errors import UserError
 
 
 def register(sub) -> None:

@@ -7,8 +7,8 @@ Each subcommand lives in its own module exposing `register(subparsers)` (adds it
 import importlib
 import sys
 
-from calibration.cli_parser import OneLineParser
-from calibration.errors import run_cli
+from ramputils.cli_parser import OneLineParser
+from ramputils.errors import run_cli
 
 # module names under halo/, e.g. "halo.export_cli"; each has register(sub)
 SUBCOMMANDS = ["halo.export_cli", "halo.bench_cli"]

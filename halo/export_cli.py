@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 
 def register(sub) -> None:

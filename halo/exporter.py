@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from calibration import artifact
-from calibration.errors import UserError
 from calibration.layers import layer_table, special_tensors
 from calibration.models import load_model, resolve
+from ramputils.errors import UserError
 
 from . import __version__, ggml, qtypes
 from . import allocation as alloc_mod

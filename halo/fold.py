@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from calibration.errors import UserError
 from calibration.layers import decoder_blocks, layer_table
+from ramputils.errors import UserError
 
 EPS = 1e-5
 # per supported model_type: (norm feeding q/k/v, norm feeding gate/up)

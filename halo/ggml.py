@@ -17,7 +17,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 QType = gguf.GGMLQuantizationType
 

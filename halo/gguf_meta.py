@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 WRITER_KEYS = ("general.file_type", "general.quantization_version")   # set by halo.writer
 DROPPED_PREFIXES = ("GGUF.", "quantize.", "split.")                    # header / source-specific

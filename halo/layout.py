@@ -15,8 +15,8 @@ no `output.weight` in the file: llama.cpp then reuses `token_embd.weight`.
 
 import numpy as np
 
-from calibration.errors import UserError
 from calibration.models import SUPPORTED_ARCHITECTURES
+from ramputils.errors import UserError
 
 PERMUTED_QK = {"LLAMA"}       # gguf-py MODEL_ARCH names whose q/k rows are permuted for rope
 NORM_PLUS_ONE = {"GEMMA3"}    # ... whose norm weights are stored as 1 + w

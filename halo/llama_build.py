@@ -9,7 +9,7 @@ a build made some other way is caught here, before any file is loaded, with a li
 
 import functools
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 REBUILD = ('CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 '
            '-mno-amx-bf16" pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python')

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 PRESETS = ("Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0",
            "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "IQ4_NL", "IQ4_XS", "F16", "ALL_F32")

@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 from calibration import artifact
-from calibration.errors import UserError
 from calibration.models import load_model, resolve
+from ramputils.errors import UserError
 
 from .imatrix import imatrix_table
 from .llama_quantize import quantize_file

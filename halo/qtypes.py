@@ -13,8 +13,8 @@ import re
 
 import gguf
 
-from calibration.errors import UserError
 from halo import ggml
+from ramputils.errors import UserError
 
 QType = gguf.GGMLQuantizationType
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 from .gguf_meta import Metadata, source_metadata
 from .layout import gguf_tensors

@@ -59,31 +59,27 @@ class TransferResult:
         return self.path / "allocation.json"
 
 
-def search(model: str = "default", out: str | Path = "runs/search", *, algo: str = "sac",
-           budget: float | None = None, target_size: int | None = None, episodes: int = 200, seed: int = 0,
-           calibration: str | Path | None = None, export: str | Path | None = None, resume: bool = False,
-           **options) -> SearchResult:
-    """Search a per-layer allocation for `model` into the run folder `out` (see `ramp search --help`).
+def search(model: str = "default", out: str | Path = "runs/search", *, export: str | Path | None = None,
+           resume: bool = False, **options) -> SearchResult:
+    """Search a per-layer allocation for `model` into the run folder `out`.
 
-    `options` are the other fields of `ramp.search_run.SearchConfig` (actions, reward, budget_mode, quality, ceiling,
-    eval_samples, scale_fold, imatrix, extra, ...).  With `export` the chosen allocation is also written as that
-    GGUF file (loaded and run in llama.cpp before this returns).
+    `options` are `ramp search`'s options as keywords, checked the same way: `--algo ppo --ppo-batch 4` is
+    `algo="ppo", ppo_batch=4`, `--eval-samples 8` is `eval_samples=8`, `--no-imatrix` is `imatrix=False`
+    (`ramp search --help` lists them; `ramp.config.options.option_table()` maps each to its config field).
+    With `export` the chosen allocation is also written as that GGUF file (loaded and run in llama.cpp before
+    this returns).
     """
-    from calibration.memory import parse_bytes
+    from .config.options import search_config
+    from .engine.run import run
 
-    from .search_run import SearchConfig, run
-
-    if isinstance(options.get("max_memory"), str):  # "8GB" as on the command line
-        options["max_memory"] = parse_bytes(options["max_memory"])
-    config = SearchConfig(model=model, algo=algo, budget=budget, target_size=target_size, episodes=episodes,
-                          seed=seed, calibration=None if calibration is None else str(calibration), **options)
+    config = search_config(model=model, **options)
     out = Path(out)
     summary = run(config, out, resume=resume)
     report = None
     if export is not None:
         from halo.api import export as halo_export
 
-        cal = summary.get("calibration") or (str(calibration) if calibration else None)
+        cal = summary.get("calibration") or config.calibration
         report = halo_export(model, out / "allocation.json", export, calibration=cal,
                              scale_fold=config.scale_fold, imatrix=config.imatrix and cal is not None)
         summary["export"] = report.to_dict()
@@ -96,12 +92,13 @@ def transfer(policy: str, target: str, out: str | Path, *, budget: float | None 
              imatrix: bool = True, scale_fold: bool = False, seed: int = 0,
              export: str | Path | None = None) -> TransferResult:
     """Apply a trained policy (file or shipped name) zero-shot to `target`; see `ramp transfer --help`."""
-    from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN
+    from .config.options import budget_options, eval_windows
     from .transfer_run import transfer as run
 
     out = Path(out)
-    summary = run(policy, target, out, budget, ceiling, nominal_bits, None if calibration is None else str(calibration),
-                  evaluate, eval_samples or EVAL_SAMPLES, eval_seq_len or EVAL_SEQ_LEN, imatrix, scale_fold, seed)
+    summary = run(policy, target, out, budget_options(budget=budget, ceiling=ceiling, nominal_bits=nominal_bits),
+                  None if calibration is None else str(calibration), evaluate,
+                  eval_windows(eval_samples=eval_samples, eval_seq_len=eval_seq_len), imatrix, scale_fold, seed)
     report = None
     if export is not None:
         from halo.api import export as halo_export

@@ -13,19 +13,19 @@ from pathlib import Path
 import numpy as np
 
 from calibration import artifact
-from calibration.errors import UserError
 from calibration.models import load_model, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation as alloc_mod
+from ramputils.errors import UserError
 
-from .budget import allocation_bpw, make_budget
-from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN
-from .env import AllocationEnv, Budget, Outcome
-from .evaluator import make_evaluator
-from .policy_io import load_policy_card
-from .ppo import load_policy as load_ppo_policy
-from .repair import repair
-from .sac import load_policy
+from .agents.policy_io import load_policy_card
+from .agents.ppo import load_policy as load_ppo_policy
+from .agents.sac import load_policy
+from .config.search import BudgetOptions, EvalWindows
+from .evaluation.evaluator import make_evaluator
+from .mdp.budget import Budget, allocation_bpw, make_budget
+from .mdp.env import AllocationEnv, Outcome, rollout
+from .mdp.repair import repair
 
 
 def policy_bits(actor, calibration, action_bits) -> list[int]:
@@ -34,19 +34,18 @@ def policy_bits(actor, calibration, action_bits) -> list[int]:
     env = AllocationEnv(calibration.embedding, calibration.tensors["embedding_mean"],
                         calibration.tensors["embedding_std"], action_bits, lambda bits: placeholder, 1.0,
                         Budget(target=float("inf"), ceiling=float("inf")))
-    obs = env.reset()
-    if actor.obs_dim != len(obs):
-        raise UserError(f"the policy reads {actor.obs_dim} features; this RAMP's embedding has {len(obs)}")
-    done = False
-    while not done:
-        obs, _, done, info = env.step(float(actor.deterministic(obs)[0]))
-    return info["bits"]
+    if actor.obs_dim != len(env.observation()):
+        raise UserError(f"the policy reads {actor.obs_dim} features; this RAMP's embedding has "
+                        f"{len(env.observation())}")
+    bits, _, _ = rollout(env, lambda obs: float(actor.deterministic(obs)[0]))
+    return bits
 
 
-def transfer(policy: str, target: str, out: Path, budget: float | None = None, ceiling: float | None = None,
-             nominal_bits: bool = False, calibration: str | None = None, evaluate: bool = True,
-             eval_samples: int = EVAL_SAMPLES, eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True,
+def transfer(policy: str, target: str, out: Path, budget: BudgetOptions | None = None, calibration: str | None = None,
+             evaluate: bool = True, windows: EvalWindows | None = None, imatrix: bool = True,
              scale_fold: bool = False, seed: int = 0) -> dict:
+    budget = budget or BudgetOptions()
+    nominal_bits = budget.nominal_bits
     source = resolve(target)  # first: a target that is not on this machine says what to download
     tensors, card = load_policy_card(policy)
     actions = tuple(card["action_bits"])
@@ -56,7 +55,7 @@ def transfer(policy: str, target: str, out: Path, budget: float | None = None, c
     cal_dir = Path(calibration) if calibration else out / "calibration"
     cal = artifact.read(cal_dir) if calibration else calibrate(CalibrationConfig(model=target, seed=seed), cal_dir)
     layers = cal.layers
-    the_budget = make_budget(layers, actions, budget, ceiling, nominal_bits)
+    the_budget = make_budget(layers, actions, budget.budget, budget.ceiling, nominal_bits)
     bits = policy_bits(actor, cal, actions)
     raw_bpw = allocation_bpw(alloc_mod.resolve(layers, bits), nominal_bits)
     repaired = 0
@@ -74,8 +73,8 @@ def transfer(policy: str, target: str, out: Path, budget: float | None = None, c
                    str(b): int(np.sum(np.asarray(bits) == b)) for b in actions}}
     if evaluate:
         model = load_model(source)
-        evaluator = make_evaluator(model, source, cal, [str(b) for b in actions], eval_samples, eval_seq_len, seed,
-                                   imatrix, scale_fold)
+        evaluator = make_evaluator(model, source, cal, [str(b) for b in actions], windows, seed, imatrix,
+                                   scale_fold)
         base = evaluator.evaluate([None] * len(layers))
         result = evaluator.evaluate_allocation(alloc)
         alloc.meta["predicted"] = {"ppl": result.ppl, "kld": result.kld}

@@ -59,11 +59,14 @@ def tiny_cal(tiny_llama_dir, tmp_path_factory):
                      tmp_path_factory.mktemp("tiny-cal") / "cal")
 
 
-FAST_SEARCH = dict(episodes=6, warmup_episodes=2, updates_per_episode=4, eval_samples=2, eval_seq_len=64)
+FAST_SEARCH = dict(episodes=6, eval_samples=2, eval_seq_len=64)
+FAST_SAC = dict(warmup_episodes=2, updates_per_episode=4)
 
 
 def fast_config(model, cal, **kw):
-    """A short SAC search of `model` on calibration `cal` (the settings of the search tests), `kw` overriding."""
-    from ramp.search_run import SearchConfig
+    """A short search of `model` on calibration `cal` (the settings of the search tests), `kw` overriding; SAC's
+    own settings only for SAC (the search refuses options its method would ignore)."""
+    from ramp.config.options import search_config
 
-    return SearchConfig(model=str(model), calibration=str(cal.path), **(FAST_SEARCH | kw))
+    sac = FAST_SAC if kw.get("algo", "sac") == "sac" else {}
+    return search_config(model=str(model), calibration=str(cal.path), **(FAST_SEARCH | sac | kw))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 from calibration.layers import Layer
 from halo import allocation, qtypes
 from halo.specials import special_types

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from calibration.errors import run_cli
+from ramputils.errors import run_cli
 from calibration.models import default_gguf
 from calibration.paths import wikitext2
 
@@ -84,7 +84,7 @@ def test_perplexity_equals_direct_recomputation(text_file):
 
 
 def test_perplexity_needs_two_windows(text_file):
-    from calibration.errors import UserError
+    from ramputils.errors import UserError
     from halo.measure.perplexity import perplexity
 
     with pytest.raises(UserError, match="needs at least"):

@@ -8,7 +8,7 @@ import pytest
 
 from calibration import artifact
 from calibration.embedding import STD_FLOOR, position_bucket, standardise
-from calibration.errors import UserError, run_cli
+from ramputils.errors import UserError, run_cli
 from calibration.models import load, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from ramp.cli import main as ramp_main

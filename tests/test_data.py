@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from calibration.data import calibration_windows, evaluation_windows, load_text, split_point
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 
 def _positions(tokens, windows):

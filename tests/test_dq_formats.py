@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 from ramp.dynaquant import formats
 from ramp.dynaquant.formats import BITS, FORMATS, FP4_CODE, NF4_CODE, fake_quant, quantize, storage_bytes
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.errors import UserError, run_cli
+from ramputils.errors import UserError, run_cli
 from ramp.cli import main as ramp_main
 from ramp.dynaquant import formats
 from ramp.dynaquant.env import step_groups
+from ramp.config.dynaquant import parse_weights
 from ramp.dynaquant.finetune import (
     clear_formats,
     finetune,
@@ -23,7 +24,6 @@ from ramp.dynaquant.reward import (
     StepMeasure,
     attention_entropy,
     kl_quant_ref,
-    parse_weights,
     reward_parts,
 )
 

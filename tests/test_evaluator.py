@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 from calibration.layers import Layer
 from calibration.models import load_model, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation, ggml, qtypes
 from halo.imatrix import layer_imatrix
-from ramp.evaluator import Evaluator, make_evaluator
-from ramp.fidelity import fidelity
-from ramp.weight_cache import PLANS, check_candidates, choose_plan
+from ramp.evaluation.evaluator import Evaluator, make_evaluator
+from ramp.evaluation.fidelity import fidelity
+from ramp.evaluation.weight_cache import PLANS, check_candidates, choose_plan
 
 QT = qtypes.QType
 ACTIONS = ["Q3_K", "Q4_K", "Q6_K", "Q8_0"]
@@ -120,7 +120,7 @@ def test_three_plans_give_identical_results(ev, tiny_llama_dir, caplog):
     results = {}
     for plan in PLANS:
         model = load_model(resolve(str(tiny_llama_dir)))
-        with caplog.at_level(logging.INFO, logger="ramp.weight_cache"):
+        with caplog.at_level(logging.INFO, logger="ramp.evaluation.weight_cache"):
             evaluator = Evaluator(model, ev.layers, ev.cache.candidates, ev.windows, ev.cache.imatrix, "cpu", plan,
                                   batch_size=3, progress=False)
         assert evaluator.cache.plan == plan and f"plan {plan}" in caplog.text

@@ -7,7 +7,7 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from calibration.errors import run_cli
+from ramputils.errors import run_cli
 from calibration.layers import layer_table
 from calibration.models import load_model, resolve
 from calibration.pipeline import CalibrationConfig, calibrate

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from calibration.data import calibration_windows, tokenize
-from calibration.errors import UserError
+from ramputils.errors import UserError
 from calibration.models import load, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from halo.fold import fold_model, fold_scale, folded_imatrix

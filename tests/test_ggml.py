@@ -4,7 +4,7 @@ import gguf
 import numpy as np
 import pytest
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 from halo import ggml, qtypes
 
 QType = gguf.GGMLQuantizationType

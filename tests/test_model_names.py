@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from calibration.errors import UserError, run_cli
+from ramputils.errors import UserError, run_cli
 from calibration.model_names import NAMES
 from calibration.models import default_gguf, resolve
 from ramp.cli import main as ramp_main
@@ -63,7 +63,7 @@ def test_a_pt_policy_transfers(tiny_llama_dir, tmp_path, capsys):
     """The same command shape with files that exist: a .pt policy (state dict + card) on a local target."""
     from safetensors.torch import load_file
 
-    from ramp.policy_io import SHIPPED
+    from ramp.agents.policy_io import SHIPPED
 
     shipped = SHIPPED / "smollm2-135m.safetensors"
     torch.save(load_file(str(shipped)), tmp_path / "llama2-7b.pt")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from calibration.pipeline import CalibrationConfig, calibrate
-from ramp.policy_io import SHIPPED, load_policy_card, resolve_policy
-from ramp.transfer_run import transfer
+from ramp.agents.policy_io import SHIPPED, load_policy_card, resolve_policy
+from ramp.api import transfer
 
 SHIPPED_NAMES = sorted(p.stem for p in SHIPPED.glob("*.safetensors"))
 CARD_KEYS = {"training_model", "training_model_sha256", "budget", "episodes", "seed", "action_bits", "measured"}

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.errors import run_cli
+from ramputils.errors import run_cli
 from ramp.cli import main as ramp_main
-from ramp.ppo import PPO, PPOConfig, gae, load_policy
-from ramp.ppo_loop import collect
-from ramp.search_run import SearchConfig, run
-from ramp.synthetic import make_problem
+from ramp.agents.ppo import PPO, PPOConfig, gae, load_policy
+from ramp.engine import log
+from ramp.engine.loop import run_episodes
+from ramp.engine.ppo_train import PPOLearner
+from ramp.config.options import search_config
+from ramp.engine.run import run
+from synthetic import SyntheticContext, make_problem
 
 
 def test_gae_matches_hand_computation():
@@ -54,25 +57,22 @@ def test_ppo_learns_a_contextual_bandit():
     assert before == pytest.approx(1 / 3, abs=0.02) and accuracy() > 0.85
 
 
-def _train_synthetic(seed: int, episodes: int, **settings) -> tuple[list[float], list[bool], object]:
-    """`ramp search --algo ppo`'s episode and update functions on the synthetic 28-layer problem (RAMP's reward,
-    paid once per episode); every episode's return and feasibility."""
+def _train_synthetic(out, seed: int, episodes: int, **options) -> tuple[list[float], list[bool], object]:
+    """The shipped `ramp search --algo ppo` learner in the shipped episode loop, on the synthetic 28-layer problem
+    (RAMP's reward, paid once per episode); every episode's return and feasibility."""
     problem = make_problem(n_blocks=4)
-    env, agent = problem.env(), PPO(11, 4, PPOConfig(**settings), seed=seed)
-    returns, feasible, batch = [], [], []
-    for _ in range(episodes):
-        transitions, info, _, _ = collect(env, agent, batch)
-        returns.append(float(transitions["reward"].sum()))
-        feasible.append(problem.feasible(info["bits"]))
-    return returns, feasible, problem
+    ctx = SyntheticContext(problem, out, seed, algo="ppo", episodes=episodes, **options)
+    run_episodes(ctx.out, episodes, PPOLearner(ctx), resume=False, checkpoint_every=100)
+    records = log.read(ctx.out)
+    return [r["reward"] for r in records], [problem.feasible(r["bits"]) for r in records], problem
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_ppo_learns_the_synthetic_allocation(seed):
+def test_ppo_learns_the_synthetic_allocation(seed, tmp_path):
     """With its defaults (8 episodes per update, lambda 1, batch-wide advantage normalisation) PPO learns RAMP's
     once-per-episode reward: within 0.5 of the exact feasible optimum, far above random allocations; with one
     episode per update it barely learns (measured: last-40 mean -4.5 / -7.4 against -1.2 / -1.4)."""
-    returns, feasible, problem = _train_synthetic(seed, 400)
+    returns, feasible, problem = _train_synthetic(tmp_path / "batch8", seed, 400)
     random = problem.random_rewards(400, seed=seed)
     optimum = problem.optimum(feasible_only=True).reward
     best = max(r for r, f in zip(returns, feasible) if f)
@@ -81,7 +81,7 @@ def test_ppo_learns_the_synthetic_allocation(seed):
           f"random mean {random.mean():.3f}, best of 400 random {random.max():.3f}")
     assert best >= optimum - 0.5 and best >= random.max() + 0.5
     assert late >= random.mean() + 6.0 and np.mean(feasible[-40:]) >= 0.5
-    single, _, _ = _train_synthetic(seed, 400, episodes_per_update=1)
+    single, _, _ = _train_synthetic(tmp_path / "batch1", seed, 400, ppo_batch=1)
     assert np.mean(single[-40:]) <= late - 2.0
 
 
@@ -124,8 +124,8 @@ def test_ppo_search_end_to_end_resumes_and_transfers(tiny_llama_dir, tiny_cal, t
     card = json.loads((out / "policy.json").read_text())
     assert card["algo"] == "ppo" and card["ppo"]["clip"] == 0.2
     # 3 episodes (one still waiting for its update), then resume to 5: the same log as the straight run
-    config = SearchConfig(model=str(tiny_llama_dir), algo="ppo", calibration=str(tiny_cal.path), episodes=3,
-                          eval_samples=2, eval_seq_len=64, extra={"ppo": {"episodes_per_update": 2}})
+    config = search_config(model=str(tiny_llama_dir), algo="ppo", calibration=str(tiny_cal.path), episodes=3,
+                           eval_samples=2, eval_seq_len=64, ppo_batch=2)
     run(config, tmp_path / "b")
     saved = json.loads((tmp_path / "b" / "config.json").read_text())
     (tmp_path / "b" / "config.json").write_text(json.dumps(saved | {"episodes": 5}))

@@ -13,7 +13,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 from halo import ggml, qtypes
 
 QType = gguf.GGMLQuantizationType

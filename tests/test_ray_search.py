@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import ray
 
-from calibration.errors import run_cli
-from ramp import checkpoint
+from ramputils.errors import run_cli
+from ramp.engine import checkpoint
 from ramp.cli import main as ramp_main
-from ramp.ray_search import worker_name
-from ramp.search_run import run
+from ramp.engine.ray_train import worker_name
+from ramp.engine.run import run
 from tests.conftest import fast_config
 
 LAYERS = 14
@@ -93,20 +93,18 @@ def test_workers_need_sac(tiny_llama_dir, tiny_cal, tmp_path, capsys):
 def test_resume_with_episodes_in_flight_is_exact(two_workers, tmp_path, monkeypatch):
     """Stopped right after a checkpoint, with two episodes out on workers, a resumed search ends exactly where an
     uninterrupted one does: the checkpoint holds the weights those episodes were sent."""
-    from ramp import ray_search
-
     config, straight_out, straight = two_workers
-    saves, real_save = [], ray_search.save
+    saves, real_save = [], checkpoint.save
 
-    def save_then_stop(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(kwargs["in_flight"])
+    def save_then_stop(out, state):
+        real_save(out, state)
+        saves.append(state["in_flight"])
         if len(saves) == 4:
             raise KeyboardInterrupt  # as if killed between episodes
-    monkeypatch.setattr(ray_search, "save", save_then_stop)
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         run(config, tmp_path / "resumed")
-    monkeypatch.setattr(ray_search, "save", real_save)
+    monkeypatch.setattr(checkpoint, "save", real_save)
     assert len(saves[-1]) == 2 and checkpoint.load(tmp_path / "resumed")["episode"] == 4
     resumed = run(config, tmp_path / "resumed", resume=True)
     assert _episodes(tmp_path / "resumed") == _episodes(straight_out)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from calibration.embedding import bit_feature_stats
-from ramp.env import AllocationEnv, Budget, Outcome, action_to_index, index_to_action
-from ramp.reward import budget_reward, quality_reward, reward
+from ramp.mdp.budget import Budget
+from ramp.mdp.env import AllocationEnv, Outcome, action_to_index, index_to_action
+from ramp.mdp.reward import budget_reward, quality_reward, reward
 
 
 def test_quality_reward_eq19():
@@ -68,8 +69,8 @@ def test_step_reset_and_dims_10_11():
 
 
 def test_ablation_rewards_differ_from_quality_first_only_in_shape():
-    from calibration.errors import UserError
-    from ramp.reward import reward_terms
+    from ramputils.errors import UserError
+    from ramp.mdp.reward import reward_terms
 
     q_lin, b_lin = reward_terms("linear")
     q_naive, b_naive = reward_terms("naive")

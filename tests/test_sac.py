@@ -12,10 +12,13 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ramp.env import index_to_action
-from ramp.replay import Batch, ReplayBuffer
-from ramp.sac import SAC, SACConfig, load_policy
-from ramp.synthetic import greedy_allocation, make_problem, train
+from ramp.mdp.env import index_to_action
+from ramp.agents.replay import Batch, ReplayBuffer
+from ramp.agents.sac import SAC, SACConfig, load_policy
+from ramp.engine import log
+from ramp.engine.loop import run_episodes
+from ramp.engine.sac_train import SACLearner
+from synthetic import SyntheticContext, deterministic_allocation, make_problem
 
 
 @pytest.fixture(autouse=True)
@@ -156,34 +159,44 @@ def test_synthetic_optimum_is_exact_and_the_env_pays_it():
     assert info["outcome"].real_bpw == pytest.approx(info["outcome"].nominal_bpw + 0.5)
 
 
-# "SAC actually learns": 4 blocks x 7 roles = 28 layers, 4^28 allocations, exact optimum by DP.  The agent is
-# RAMP's (512-512-256, batch 128, lr 3e-4, tau 0.005, 20 random warm-up episodes, target entropy -1); two
-# choices are the test's: the replay holds 120 episodes as in the paper (30k transitions ~ 120 episodes x 250
-# layers; here 120 x 28), and 2 updates per episode keep a CPU run near 30 s.  Each layer's transition is
-# credited with its episode's reward (`credit="episode"`, see `train`).
+# "SAC actually learns": 4 blocks x 7 roles = 28 layers, 4^28 allocations, exact optimum by DP.  The shipped search
+# runs unchanged (`SACLearner` in `run_episodes`: per-episode behaviour streams, warm-up, credit "episode", log and
+# checkpoints) with RAMP's agent (512-512-256, batch 128, lr 3e-4, tau 0.005, 20 random warm-up episodes, target
+# entropy -1); two choices are the test's: the replay holds 120 episodes as in the paper (30k transitions ~ 120
+# episodes x 250 layers; here 120 x 28), and 2 updates per episode keep a CPU run near 30 s.
 EPISODES, MARGIN_BEST, MARGIN_GREEDY = 400, 0.6, 0.9
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sac_learns_the_synthetic_allocation(seed):
+def test_sac_learns_the_synthetic_allocation(seed, tmp_path):
     problem = make_problem(n_blocks=4)
-    config = SACConfig(updates_per_episode=2, buffer_capacity=120 * problem.n_layers)
-    agent = SAC(11, config, seed=seed)
-    log = train(problem, agent, ReplayBuffer(config.buffer_capacity, 11, seed), EPISODES)
-    greedy = greedy_allocation(problem, agent)
+    ctx = SyntheticContext(problem, tmp_path, seed, episodes=EPISODES, updates_per_episode=2,
+                           sac={"buffer_capacity": 120 * problem.n_layers})
+    learner = SACLearner(ctx)
+    run_episodes(ctx.out, EPISODES, learner, resume=False, checkpoint_every=100)
+    records = log.read(ctx.out)
+    rewards, allocations = [r["reward"] for r in records], [r["bits"] for r in records]
+    assert [r["episode"] for r in records] == list(range(EPISODES))
+    assert rewards == pytest.approx([problem.reward(b) for b in allocations])      # the env paid eq. 21
+    feasible = [r for r, b in zip(rewards, allocations) if problem.feasible(b)]
+    best_feasible_reward = max(feasible)
+    greedy = deterministic_allocation(problem, lambda obs: learner.agent.act(obs, deterministic=True))
     best, best_feasible = problem.optimum(), problem.optimum(feasible_only=True)
     random = problem.random_rewards(EPISODES, seed=seed)
-    reached = next(i for i, (r, b) in enumerate(zip(log.rewards, log.bits))
+    reached = next(i for i, (r, b) in enumerate(zip(rewards, allocations))
                    if problem.feasible(b) and r >= best_feasible.reward - MARGIN_BEST)
-    print(f"seed {seed}: best feasible {log.best_feasible_reward:.3f} (optimum {best_feasible.reward:.3f}, within "
+    print(f"seed {seed}: best feasible {best_feasible_reward:.3f} (optimum {best_feasible.reward:.3f}, within "
           f"{MARGIN_BEST} at episode {reached}), greedy {problem.reward(greedy):.3f} (optimum {best.reward:.3f}), "
           f"random mean {random.mean():.3f}, best of {EPISODES} random {random.max():.3f}")
 
-    assert log.best_feasible_reward >= best_feasible.reward - MARGIN_BEST
+    assert best_feasible_reward >= best_feasible.reward - MARGIN_BEST
     assert problem.reward(greedy) >= best.reward - MARGIN_GREEDY
-    assert log.best_feasible_reward >= random.max() + 0.4            # random search with the same episodes
+    assert best_feasible_reward >= random.max() + 0.4            # random search with the same episodes
     assert problem.reward(greedy) >= random.mean() + 5.0
-    assert np.mean(log.rewards[-20:]) >= random.mean() + 5.0          # the sampling policy too
+    assert np.mean(rewards[-20:]) >= random.mean() + 5.0          # the sampling policy too
+    # the learner kept the best allocation within the budget itself, ranked by perplexity
+    within = [(problem.score(b).ppl, b) for b in allocations if problem.score(b).bpw <= problem.budget.target + 1e-9]
+    assert learner.best is not None and learner.best["ppl"] == pytest.approx(min(within)[0])
     # the sensitivity structure came from the state: k, v (small, sensitive) high; gate, up (big, robust) low
     kv = [b for b, role in zip(greedy, problem.roles) if role in ("k", "v")]
     gate_up = [b for b, role in zip(greedy, problem.roles) if role in ("gate", "up")]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 from calibration.models import load, load_model, resolve
 from halo.gguf_meta import Metadata, is_copied, metadata_from_hf, source_metadata
 from halo.layout import from_gguf_layout, gguf_tensors, to_gguf_layout

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 from ..llama_build import check as check_llama_build
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.atomic import replacing, write_json
-from calibration.errors import UserError
-from calibration.hashing import file_sha256, json_sha256
+from ramputils.atomic import replacing, write_json
+from ramputils.errors import UserError
+from ramputils.hashing import file_sha256, json_sha256
 
 
 class BaseLogits:

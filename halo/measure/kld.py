@@ -19,7 +19,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 from . import Model, log_softmax
 from .base_logits import BaseLogits

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 from . import Model, log_softmax
 

@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 from . import read_gguf
 from .kld import kl_divergence

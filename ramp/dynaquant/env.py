@@ -14,39 +14,20 @@ Mini-batches come from a generator seeded by (seed, episode): an episode replays
 """
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
+from ..config.dynaquant import DQConfig
 from . import formats as fmt_mod
 from .finetune import clear_formats, finetune, make_optimizer, master_weight, set_format
 from .measure import measure, use_eager_attention
-from .reward import DEFAULT_WEIGHTS, TERMS, reward_parts
+from .reward import TERMS, reward_parts
 
 STATE_FEATURES = ("weight_mean", "weight_std", "grad_norm", "attention_entropy", "index", "ppl", "ppl_delta",
                   "prev_bits", "ema_perf", "ema_kl", "ema_entropy", "ema_memory")
 STATE_DIM = len(STATE_FEATURES)
-
-
-@dataclass
-class DQConfig:
-    """The DynaQuant mode's settings (saved in the search's config.json under extra.dynaquant)."""
-
-    formats: tuple[str, ...] = fmt_mod.FORMATS
-    """The action set, bitsandbytes formats."""
-    granularity: str = "block"
-    """block: one step per transformer block, all its linears take the action (the paper); layer: one per linear."""
-    weights: tuple[float, ...] = DEFAULT_WEIGHTS
-    """w_perf, w_KL, w_ent, w_mem of eq. 5 (the DynaQuant README's values)."""
-    ft_steps: int = 2
-    """AdamW steps per model after each action (algorithm 1's short fine-tuning)."""
-    ft_lr: float = 5e-5
-    """Fine-tuning learning rate."""
-    ft_batch: int = 2
-    """Calibration windows per fine-tuning mini-batch."""
-    ema_decay: float = 0.9
-    """Decay of the reward-term EMAs in the state."""
 
 
 class RunningNorm:

@@ -30,9 +30,8 @@ import math
 
 import torch
 
-from calibration.errors import UserError
+from ..config.dynaquant import FORMATS, check_format  # noqa: F401 (part of this module's interface)
 
-FORMATS = ("nf4", "fp4", "int8", "fp16")
 BITS = {"nf4": 4, "fp4": 4, "int8": 8, "fp16": 16}
 GGUF_TYPE = {"nf4": "IQ4_NL", "fp4": "IQ4_NL", "int8": "Q8_0", "fp16": "F16"}
 BLOCKSIZE = 64
@@ -51,14 +50,6 @@ FP4_CODE = torch.tensor([0.0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0,
 _NF4_MID = (NF4_CODE[1:] + NF4_CODE[:-1]) / 2
 _FP4_MAG = FP4_CODE[:8].sort().values
 _FP4_MID = (_FP4_MAG[1:] + _FP4_MAG[:-1]) / 2
-
-
-def check_format(name: str) -> str:
-    """The canonical lowercase format name, or a UserError listing FORMATS."""
-    canon = name.strip().lower() if isinstance(name, str) else name
-    if canon not in FORMATS:
-        raise UserError(f"unknown weight format {name!r}; choose one of: {', '.join(FORMATS)}")
-    return canon
 
 
 def _blocks(w: torch.Tensor):

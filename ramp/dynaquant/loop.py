@@ -9,27 +9,23 @@ The answer is the deterministic (argmax) rollout after training, and the highest
 written as a HALO allocation (formats mapped to GGUF types, `formats.GGUF_TYPE`), so it exports to llama.cpp.
 """
 
-import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from calibration.errors import UserError
 from halo import allocation as alloc_mod
+from ramputils.atomic import write_json
 
-from .. import checkpoint
-from ..episode_log import reset_log
-from ..ppo import PPO, PPOConfig
-from ..ppo_loop import _update
+from ..agents.policy_io import save_policy
+from ..agents.ppo import PPO, stack_episode, update_on_episodes
+from ..engine import log
+from ..engine.loop import run_episodes
 from . import formats as fmt_mod
-from .env import STATE_DIM, STATE_FEATURES, DQConfig, DynaQuantEnv
+from .env import STATE_DIM, STATE_FEATURES, DynaQuantEnv
 from .plots import format_heatmap, learning
-
-FIELDS = ("obs", "action", "logp", "value", "reward", "done")
 
 
 def episode(env: DynaQuantEnv, agent: PPO, index: int, deterministic: bool = False) -> tuple[dict, dict]:
@@ -42,7 +38,7 @@ def episode(env: DynaQuantEnv, agent: PPO, index: int, deterministic: bool = Fal
         parts.append(info["parts"])
         obs = next_obs
         if done:
-            data = {name: np.array([row[i] for row in rows]) for i, name in enumerate(FIELDS)}
+            data = stack_episode(rows)
             summary = {"return": float(data["reward"].sum()),
                        **{f"r_{k}": float(sum(p[k] for p in parts)) for k in parts[0]},
                        "ppl_quant": info["measure"]["ppl_quant"], "ppl_ref": info["measure"]["ppl_ref"],
@@ -56,65 +52,77 @@ def memory_bytes(layers, formats: list[str]) -> int:
     return sum(fmt_mod.storage_bytes(f, (layer.out_features, layer.in_features)) for layer, f in zip(layers, formats))
 
 
-def build(config, out: Path):
-    """(env, agent, dq settings) for a search configuration."""
-    from calibration.data import bos_id, calibration_windows, evaluation_windows, load_text, tokenize
+def build(config):
+    """(env, agent, source) for a search configuration (its `dynaquant` and `ppo` sections)."""
+    from calibration.data import (
+        bos_id,
+        calibration_windows,
+        evaluation_windows,
+        load_text,
+        tokenize,
+    )
     from calibration.layers import layer_table
     from calibration.models import load_model, load_tokenizer, resolve
 
-    settings = config.extra.get("dynaquant", {})
-    dq = DQConfig(**(settings | {"formats": tuple(fmt_mod.check_format(f) for f in config.actions)}))
-    if dq.granularity not in ("block", "layer"):
-        raise UserError(f"unknown --granularity {dq.granularity!r}; use block or layer")
     source = resolve(config.model)
     model, tokenizer = load_model(source), load_tokenizer(source)
     layers = layer_table(model, source.gguf_arch)
     tokens, bos = tokenize(tokenizer, load_text("wikitext2").text), bos_id(tokenizer)
     train = calibration_windows(tokens, config.calib_samples, config.calib_seq_len, config.seed, bos)
-    held_out = evaluation_windows(tokens, config.eval_samples, config.eval_seq_len, config.seed, bos)
-    env = DynaQuantEnv(model, layers, train, held_out, dq, config.seed)
-    settings = {"gamma": 0.99, "lam": 0.95, "episodes_per_update": 1} | config.extra.get("ppo", {})  # per step
-    agent = PPO(STATE_DIM, len(dq.formats), PPOConfig(**settings), seed=config.seed)
-    return env, agent, dq, source
+    held_out = evaluation_windows(tokens, config.windows.samples, config.windows.seq_len, config.seed, bos)
+    env = DynaQuantEnv(model, layers, train, held_out, config.dynaquant, config.seed)
+    agent = PPO(STATE_DIM, len(config.dynaquant.formats), config.ppo, seed=config.seed)
+    return env, agent, source
+
+
+class DynaQuantLearner:
+    """The `ramp.engine.loop.Learner` of DynaQuant's mode: one episode of `episode`, a PPO update per batch."""
+
+    desc = "search (dynaquant)"
+
+    def __init__(self, env: DynaQuantEnv, agent: PPO):
+        self.env, self.agent = env, agent
+        self.batch, self.best = [], None
+
+    def restore(self, state: dict | None) -> None:
+        if state is not None:
+            self.agent.load_state_dict(state["agent"])
+            self.env.norm.load_state_dict(state["norm"])
+            self.batch, self.best = state["batch"], state["best"]
+
+    def episode(self, index: int) -> dict:
+        started = time.perf_counter()
+        data, summary = episode(self.env, self.agent, index)
+        self.batch.append(data)
+        losses = {}
+        if len(self.batch) >= self.agent.config.episodes_per_update:
+            losses, self.batch = update_on_episodes(self.agent, self.batch), []
+        if self.best is None or summary["return"] > self.best["return"]:
+            self.best = summary | {"episode": index}
+        return {"episode": index, **summary, **losses, "seconds": time.perf_counter() - started}
+
+    def state(self) -> dict:
+        return {"agent": self.agent.state_dict(), "norm": self.env.norm.state_dict(), "best": self.best,
+                "batch": self.batch}
+
+    def postfix(self, record: dict) -> dict:
+        return {"ret": f"{record['return']:.2f}", "ppl": f"{record['ppl_quant']:.2f}",
+                "mb": f"{record['memory_bytes'] / 1e6:.1f}"}
 
 
 def run(config, out: Path, resume: bool) -> dict:
-    env, agent, dq, source = build(config, out)
-    state = checkpoint.load(out) if resume else None
-    log_path, batch, best, start = out / "log.jsonl", [], None, 0
-    if state is not None:
-        agent.load_state_dict(state["agent"])
-        env.norm.load_state_dict(state["norm"])
-        batch, best, start = state["batch"], state["best"], int(state["episode"])
-    reset_log(log_path, start if state is not None else None)
-    tqdm.write(f"DynaQuant: {env.n_steps} steps per episode ({dq.granularity}), formats {','.join(dq.formats)}",
-               file=sys.stderr)
-    bar = tqdm(range(start, config.episodes), initial=start, total=config.episodes, desc="search (dynaquant)",
-               unit="ep")
-    for index in bar:
-        started = time.perf_counter()
-        data, summary = episode(env, agent, index)
-        batch.append(data)
-        losses = {}
-        if len(batch) >= agent.config.episodes_per_update:
-            losses, batch = _update(agent, batch), []
-        if best is None or summary["return"] > best["return"]:
-            best = summary | {"episode": index}
-        with open(log_path, "a") as handle:
-            handle.write(json.dumps({"episode": index, **summary, **losses,
-                                     "seconds": time.perf_counter() - started}) + "\n")
-        checkpoint.save(out, {"agent": agent.state_dict(), "norm": env.norm.state_dict(), "episode": index + 1,
-                              "best": best, "batch": batch})
-        bar.set_postfix(ret=f"{summary['return']:.2f}", ppl=f"{summary['ppl_quant']:.2f}",
-                        mb=f"{summary['memory_bytes'] / 1e6:.1f}")
+    env, agent, source = build(config)
+    tqdm.write(f"DynaQuant: {env.n_steps} steps per episode ({config.dynaquant.granularity}), formats "
+               f"{','.join(config.dynaquant.formats)}", file=sys.stderr)
+    learner = DynaQuantLearner(env, agent)
+    run_episodes(out, config.episodes, learner, resume)
     _, final = episode(env, agent, config.episodes, deterministic=True)
-    return finish(config, out, env, agent, dq, source, final, best)
+    return finish(config, out, env, agent, source, final, learner.best)
 
 
-def finish(config, out: Path, env, agent, dq, source, final: dict, best: dict) -> dict:
-    from ..policy_io import save_policy
-
-    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+def finish(config, out: Path, env, agent, source, final: dict, best: dict) -> dict:
+    dq = config.dynaquant
+    records = log.read(out)
     answers = {"deterministic": final, "best-return": best}
     for label, result in answers.items():
         types = [fmt_mod.GGUF_TYPE[f] for f in result["formats"]]
@@ -134,5 +142,5 @@ def finish(config, out: Path, env, agent, dq, source, final: dict, best: dict) -
                "episodes": config.episodes, "model_params": env.model_params, "deterministic": final,
                "best_return": best, "chosen": "deterministic",
                "uniform_memory_bytes": {f: memory_bytes(env.layers, [f] * len(env.layers)) for f in dq.formats}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "summary.json", summary)
     return summary

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import MaxNLocator
 
-from ..plots import _save
+from ..engine.plots import save
 
 
 def learning(records: list[dict], path: Path) -> Path:
@@ -32,7 +32,7 @@ def learning(records: list[dict], path: Path) -> Path:
     axes[2].set_yscale("symlog", linthresh=1e-2)
     axes[2].set_xlabel("episode")
     axes[2].legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def format_heatmap(records: list[dict], formats: tuple[str, ...], n_steps: int, groups: list[list[int]],
@@ -50,4 +50,4 @@ def format_heatmap(records: list[dict], formats: tuple[str, ...], n_steps: int, 
     ax.set_xlabel("step (transformer block or layer)")
     ax.set_ylabel("episode")
     ax.set_title("format chosen per step")
-    return _save(fig, path)
+    return save(fig, path)

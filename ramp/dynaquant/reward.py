@@ -13,9 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from calibration.errors import UserError
-
-DEFAULT_WEIGHTS = (6.0, 5.0, 0.8, 4.0)
 TERMS = ("perf", "kl", "entropy", "memory")
 
 
@@ -28,21 +25,6 @@ class StepMeasure:
     kl: float            # mean KL(p_quant || p_ref) per predicted token
     entropy_ref: float   # mean attention entropy of the step's block, reference model
     entropy_quant: float
-
-
-def parse_weights(text) -> tuple[float, float, float, float]:
-    """`--reward-weights w_perf,w_KL,w_ent,w_mem` (four numbers)."""
-    if isinstance(text, (tuple, list)):
-        parts = list(text)
-    else:
-        parts = str(text).split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise UserError(f"--reward-weights needs four numbers w_perf,w_KL,w_ent,w_mem, got {text!r}") from None
-    if len(values) != 4:
-        raise UserError(f"--reward-weights needs four numbers w_perf,w_KL,w_ent,w_mem, got {len(values)}")
-    return values
 
 
 def reward_parts(m: StepMeasure, bits: int, step_params: int, model_params: int, weights) -> dict:

@@ -27,7 +27,7 @@ def learning_curves(records: list[dict], path: Path, budget: float, ceiling: flo
     axes[2].set_ylabel("b_avg (bpw)")
     axes[2].set_xlabel("episode")
     axes[2].legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _running_best(records: list[dict]) -> list[float]:
@@ -50,7 +50,7 @@ def bits_per_layer(layers, bits: list[int], path: Path, title: str) -> Path:
     ax.set_xlabel("layer (table order)")
     ax.set_ylabel("bits")
     ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def size_ppl_plane(records: list[dict], baselines: dict[str, tuple[float, float]], path: Path) -> Path:
@@ -64,10 +64,10 @@ def size_ppl_plane(records: list[dict], baselines: dict[str, tuple[float, float]
         ax.annotate(label, (bpw, ppl), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("bits per weight of the quantizable layers (real bytes)")
     ax.set_ylabel("PPL (search eval)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 NAME = "checkpoint.pt"
 

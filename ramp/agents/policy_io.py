@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 from calibration.embedding import FEATURES
-from calibration.errors import UserError
+from ramputils.errors import UserError
 
 POLICY_FORMAT = "ramp-policy"
 POLICY_VERSION = 1
-SHIPPED = Path(__file__).resolve().parent.parent / "policies"
+SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 
 
 def save_policy(directory: Path, name: str, tensors: dict, card: dict) -> Path:

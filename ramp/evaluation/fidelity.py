@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import UserError
 from halo.llama_build import check as check_llama_build
+from ramputils.errors import UserError
 
 
 @dataclass(frozen=True)

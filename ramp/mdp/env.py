@@ -20,6 +20,7 @@ import numpy as np
 
 from calibration.embedding import bit_feature_stats, standardise
 
+from .budget import Budget
 from .reward import reward_terms
 
 
@@ -32,15 +33,6 @@ def action_to_index(action: float, n_actions: int) -> int:
 def index_to_action(index: int, n_actions: int) -> float:
     """The centre of bin `index` (used for random warm-up and tests)."""
     return -1.0 + (2 * index + 1) / n_actions
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Bits-per-weight target and ceiling of eq. 20, and how bits are counted."""
-
-    target: float
-    ceiling: float
-    nominal: bool = False   # count the paper's nominal bits instead of real bytes
 
 
 @dataclass
@@ -100,3 +92,16 @@ class AllocationEnv:
         info = {"outcome": outcome, "bits": bits, "policy_bits": list(self.bits), "repaired_layers": lowered,
                 "r_quality": r_q, "r_budget": r_b}
         return np.zeros(11, dtype=np.float32), r_q + r_b, True, info
+
+
+def rollout(env: AllocationEnv, act) -> tuple[list[int], float, dict]:
+    """One episode with `act(obs) -> action`; returns (bits, reward, info) and the transitions in info."""
+    obs, transitions = env.reset(), []
+    while True:
+        action = act(obs)
+        next_obs, reward, done, info = env.step(action)
+        transitions.append((obs, action, reward, next_obs, done))
+        obs = next_obs
+        if done:
+            info["transitions"] = transitions
+            return info["bits"], reward, info

@@ -17,47 +17,16 @@ draw (initialisation, action sampling, minibatch shuffles) comes from the agent'
 """
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..config.agents import PPOConfig
+from .threads import single_thread
 
-@dataclass
-class PPOConfig:
-    """PPO hyperparameters: CleanRL's defaults where RAMP says nothing, except gamma, lam and episodes_per_update,
-    which RAMP's once-per-episode reward needs (DynaQuant's loop sets its own: 0.99, 0.95, 1)."""
-
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor and of the critic (tanh activations)."""
-    lr: float = 3e-4
-    """Adam learning rate of actor and critic."""
-    gamma: float = 1.0
-    """Discount.  1.0 for RAMP's reward, paid once at the end of an episode (discounting would only shrink the
-    early layers' credit); DynaQuant's per-step reward uses 0.99."""
-    lam: float = 1.0
-    """GAE lambda.  1.0 for RAMP's reward: A_t = R - V(s_t), every layer credited with its episode's outcome (SAC's
-    `--credit episode`); with 0.95 the reward reaches a layer 200 steps before the end scaled by 0.95^200 = 4e-5,
-    leaving it to a critic that sees earlier layers only as their mean bits.  DynaQuant (per-step reward): 0.95."""
-    clip: float = 0.2
-    """Clip range of the probability ratio."""
-    epochs: int = 4
-    """Passes over the collected transitions per update."""
-    minibatch: int = 64
-    """Transitions per gradient step."""
-    ent_coef: float = 0.01
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Max gradient norm of actor and critic together per step."""
-    episodes_per_update: int = 8
-    """Episodes collected with the current policy before each update.  RAMP's reward comes once per episode, so
-    the advantages only compare allocations across the episodes of a batch: with one episode per update the
-    policy gets no signal beyond its critic's.  DynaQuant (a reward every step, episodes of 35 CPU-min) uses 1."""
-    device: str = "cpu"
-    """Torch device of the networks."""
+FIELDS = ("obs", "action", "logp", "value", "reward", "done")  # one row per step of an episode
 
 
 def tanh_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_gain: float) -> nn.Sequential:
@@ -210,3 +179,16 @@ class PPO:
 
     def policy_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().contiguous().clone() for k, v in self.actor.state_dict().items()}
+
+
+def stack_episode(rows: list[tuple]) -> dict[str, np.ndarray]:
+    """An episode's steps, each (obs, action, logp, value, reward, done), as one array per field of `FIELDS`."""
+    return {name: np.array([row[i] for row in rows]) for i, name in enumerate(FIELDS)}
+
+
+def update_on_episodes(agent: PPO, batch: list[dict]) -> dict:
+    """GAE over the batch's episodes (`stack_episode` each), then the PPO update, single-threaded on a CPU."""
+    data = {name: np.concatenate([episode[name] for episode in batch]) for name in FIELDS}
+    adv, returns = gae(data["reward"], data["value"], data["done"], agent.config.gamma, agent.config.lam)
+    with single_thread(agent.device):
+        return agent.update(data["obs"], data["action"], data["logp"], adv, returns)

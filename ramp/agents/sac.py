@@ -19,52 +19,15 @@ random stream per episode), so that any process can roll an episode out.
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config.agents import SACConfig
 from .replay import Batch
-
-
-@dataclass
-class SACConfig:
-    """SAC hyperparameters; the defaults are RAMP's (tables 25-27)."""
-
-    hidden: tuple[int, ...] = (512, 512, 256)
-    """Hidden widths of actor and each critic; LayerNorm follows every hidden layer but the last (table 27)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the target critics: target <- (1 - tau) target + tau online, after every update."""
-    lr: float = 3e-4
-    """Adam learning rate, shared by the actor, the critics and the temperature."""
-    batch_size: int = 128
-    """Transitions per gradient step."""
-    buffer_capacity: int = 30_000
-    """Replay buffer size in transitions (about 120 episodes of 250 layers)."""
-    target_entropy: float = -1.0
-    """Entropy the temperature tuning steers the policy to: -(action dimension) = -1."""
-    init_alpha: float = 0.2
-    """Initial temperature alpha; it is learned as log alpha."""
-    grad_clip: float = 1.0
-    """Max gradient norm of the actor and of the critics (together) per step."""
-    log_std_min: float = -5.0
-    """Lower bound of the actor's log std (the head's output is squashed into [min, max])."""
-    log_std_max: float = 2.0
-    """Upper bound of the actor's log std."""
-    warmup_episodes: int = 20
-    """Episodes of uniform random actions before the policy acts and updates start."""
-    updates_per_episode: int | None = None
-    """Gradient steps after each episode.  None (default): one per transition the episode stored, i.e. the
-    number of layers — SAC's usual one update per environment step.  Evaluating an allocation costs far
-    more than an update, so a higher ratio is affordable; with a sparse terminal reward, though, the critics'
-    targets move by tau per step, so more updates mostly buy faster value propagation at the risk of fitting
-    the few episodes seen so far."""
-    device: str = "cpu"
-    """Torch device of the networks ("cpu", "cuda")."""
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:

@@ -7,13 +7,13 @@ from calibration.models import load_model, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation as alloc_mod
 
-from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN
+from ..config.search import EvalWindows
 from .evaluator import make_evaluator
 
 
-def score_allocation(path: Path, model_spec: str, calibration: str | None, eval_samples: int = EVAL_SAMPLES,
-                     eval_seq_len: int = EVAL_SEQ_LEN, imatrix: bool = True, scale_fold: bool = False,
-                     seed: int = 0) -> dict:
+def score_allocation(path: Path, model_spec: str, calibration: str | None, windows: EvalWindows | None = None,
+                     imatrix: bool = True, scale_fold: bool = False, seed: int = 0) -> dict:
+    windows = windows or EvalWindows()
     source = resolve(model_spec)
     model = load_model(source)
     cal = artifact.read(calibration) if calibration else None
@@ -23,9 +23,9 @@ def score_allocation(path: Path, model_spec: str, calibration: str | None, eval_
 
     alloc = alloc_mod.load(Path(path), layer_table(model, source.gguf_arch))
     actions = sorted({c.requested.name for c in alloc.choices})
-    evaluator = make_evaluator(model, source, cal, actions, eval_samples, eval_seq_len, seed, imatrix, scale_fold)
+    evaluator = make_evaluator(model, source, cal, actions, windows, seed, imatrix, scale_fold)
     base = evaluator.evaluate([None] * len(alloc.choices))
     result = evaluator.evaluate_allocation(alloc)
     return {"allocation": str(path), "ppl": result.ppl, "kld": result.kld, "base_ppl": base.ppl, "bpw": alloc.bpw,
             "nominal_bpw": alloc.nominal_bpw, "bytes": alloc.bytes,
-            "tokens": f"{eval_samples} x {eval_seq_len} held-out validation tokens"}
+            "tokens": f"{windows.samples} x {windows.seq_len} held-out validation tokens"}

@@ -1,4 +1,4 @@
-"""A cheap synthetic allocation problem with a known optimum, to check that the SAC agent learns.
+"""A cheap synthetic allocation problem with a known optimum, to check that the shipped SAC and PPO searches learn.
 
 The "model" has `n_blocks` blocks of the seven roles q, k, v, o, gate, up, down (hidden 256, k/v 64
 wide as with grouped-query attention, intermediate 640), so parameter counts are multiples of
@@ -11,21 +11,22 @@ so a policy that reads the state can learn it:
     PPL   = ppl_base * (1 + sum_i s_i 4^-(b_i - 3))                  (error falls 4x per bit)
     bpw   = sum_i n_i b_i / sum_i n_i  (+ 0.5 for the scales unless the budget is nominal)
 
-The reward is `ramp.env`'s (eq. 19-21).  Quality depends on the allocation only through
+The reward is `ramp.mdp.env`'s (eq. 19-21).  Quality depends on the allocation only through
 E = sum_i s_i 4^-(b_i - 3) and the budget only through the weighted bit total T = sum_i units_i b_i,
 so a knapsack DP over T (minimum E for every reachable T) gives the exact optimum: the best reward
 over all allocations and over the feasible ones (bpw <= ceiling).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from calibration.embedding import ROLE_SCALAR, position_bucket, standardisation
 
-from .env import AllocationEnv, Budget, Outcome
-from .replay import store_episode
-from .reward import budget_reward, quality_reward
+from ramp.mdp.budget import Budget
+from ramp.mdp.env import AllocationEnv, Outcome, rollout
+from ramp.mdp.reward import budget_reward, quality_reward
 
 ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 UNITS = {"q": 4, "k": 1, "v": 1, "o": 4, "gate": 10, "up": 10, "down": 10}      # params / (256 * 64)
@@ -148,49 +149,33 @@ def make_problem(n_blocks: int = 2, seed: int = 0, scale: float = 0.04, target: 
                             roles=roles)
 
 
-@dataclass
-class TrainLog:
-    """What `train` saw: every episode's reward and bits, the best feasible allocation, the update logs."""
+class SyntheticContext:
+    """What `ramp.engine`'s learners read of a search context, over a synthetic problem instead of a model: the
+    shipped SAC and PPO learners run on it through `ramp.engine.loop.run_episodes`, unchanged."""
 
-    rewards: list[float] = field(default_factory=list)
-    bits: list[list[int]] = field(default_factory=list)
-    best_feasible: list[int] | None = None
-    best_feasible_reward: float = -np.inf
-    losses: list[dict] = field(default_factory=list)
+    def __init__(self, problem: SyntheticProblem, out: Path, seed: int = 0, sac: dict | None = None, **options):
+        from ramp.config.options import search_config
 
+        self.problem, self.out = problem, Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.config = search_config(seed=seed, actions=problem.action_bits, **options)
+        self.config.sac = replace(self.config.sac, **(sac or {}))  # settings no option exposes (buffer size)
+        self.budget, self.eval_seconds = problem.budget, 0.0
 
-def train(problem: SyntheticProblem, agent, buffer, episodes: int, credit: str = "episode") -> TrainLog:
-    """The minimal SAC loop: warm-up episodes of random actions, then act; after each episode store, update.
+    def outcome(self, bits: list[int]) -> tuple[None, Outcome]:
+        return None, self.problem.score(bits)
 
-    credit "terminal" stores the environment's transitions as they are (reward 0 until the last layer,
-    eq. 18 bootstraps through the episode); "episode" stores every layer's transition with the episode's
-    reward and done = True, so each decision is credited with the outcome directly (no bootstrapping).
-    The state only summarises earlier layers by their mean bits, so bootstrapping cannot tell which
-    earlier layer got which width: with "terminal" the quality credit of all but the last layers is lost.
-    """
-    env, log, config = problem.env(), TrainLog(), agent.config
-    for episode in range(episodes):
-        obs, done, steps = env.reset(), False, []
-        while not done:
-            action = agent.random_action() if episode < config.warmup_episodes else agent.act(obs)
-            next_obs, reward, done, info = env.step(action)
-            steps.append((obs, action, reward, next_obs, done))
-            obs = next_obs
-        store_episode(buffer, steps, credit)
-        log.rewards.append(reward)
-        log.bits.append(info["bits"])
-        if info["outcome"].bpw <= problem.budget.ceiling and reward > log.best_feasible_reward:
-            log.best_feasible, log.best_feasible_reward = info["bits"], reward
-        if episode + 1 >= config.warmup_episodes:
-            for _ in range(config.updates_per_episode or env.n_layers):
-                log.losses.append(agent.update(buffer.sample(config.batch_size)))
-    return log
+    def feasible(self, outcome: Outcome) -> bool:
+        return outcome.bpw <= self.budget.target + 1e-9
+
+    def loss(self, outcome: Outcome) -> float:
+        return outcome.ppl
+
+    def new_env(self) -> AllocationEnv:
+        return self.problem.env()
 
 
-def greedy_allocation(problem: SyntheticProblem, agent) -> list[int]:
-    """The allocation of the deterministic policy (tanh(mean) at every layer)."""
-    env = problem.env()
-    obs, done = env.reset(), False
-    while not done:
-        obs, _, done, info = env.step(agent.act(obs, deterministic=True))
-    return info["bits"]
+def deterministic_allocation(problem: SyntheticProblem, act) -> list[int]:
+    """The allocation of `act(obs)` (a deterministic policy) on the problem."""
+    bits, _, _ = rollout(problem.env(), act)
+    return bits

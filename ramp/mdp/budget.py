@@ -6,13 +6,22 @@ the nominal bit widths) to reproduce it.  A `--target-size` in bytes of the whol
 the layers' bpw by taking off what the rest of the file costs (embeddings, head, norms, metadata).
 """
 
-from calibration.errors import UserError
-from halo import allocation as alloc_mod
+from dataclasses import dataclass
 
-from .env import Budget
+from halo import allocation as alloc_mod
+from ramputils.errors import UserError
 
 DEFAULT_BUDGET = 4.5
 CEILING_MARGIN = 0.25
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Bits-per-weight target and ceiling of eq. 20, and how bits are counted."""
+
+    target: float
+    ceiling: float
+    nominal: bool = False   # count the paper's nominal bits instead of real bytes
 
 
 def allocation_bpw(alloc: alloc_mod.Allocation, nominal: bool) -> float:

@@ -2,12 +2,12 @@
 
 The shape is Ape-X / distributed SAC.  Each of the N `RolloutWorker` actors holds one model replica and its
 weight cache (its own evaluator, one GPU each when the cluster has N GPUs, else CPU threads) and rolls whole
-episodes out with the actor weights it was sent.  The learner — the SAC agent and its replay buffer, in this
+episodes out with the actor weights it was sent.  The learner — `SACLearner`'s agent and replay buffer, in this
 process — keeps N episodes in flight: when episode e comes back it is stored, the agent takes its gradient
 steps, and episode e + N is sent out with the weights as they are now.  Episodes are consumed in episode
 order (a result that arrives early waits for the ones before it), which costs a little learner idle time and
 buys reproducibility: an episode's actions depend only on the weights it was sent and its own random stream
-(`ramp.behaviour`), so a given seed and N always give the same search, and N = 1 is the in-process loop.
+(`ramp.agents.behaviour`), so a given seed and N always give the same search, and N = 1 is the in-process loop.
 Floating-point sums may differ between N (each worker's evaluator runs with its own number of threads).
 
 Checkpoints hold the weights every in-flight episode was sent, so a killed search resumes exactly.  A
@@ -16,7 +16,6 @@ since the episode is a pure function of its inputs.  The driver loads no model u
 size: its evaluations (the base, the final answers) are sent to worker 0.
 """
 
-import json
 import os
 import time
 from collections import deque
@@ -27,12 +26,16 @@ import ray
 import torch
 from tqdm.auto import tqdm
 
-from calibration.errors import UserError
+from ramputils.atomic import write_json
+from ramputils.errors import UserError
 
-from . import episode_log
-from .evaluator import allocation_types
-from .sac_loop import act_fn, acting_weights, conclude, consume, restore, save
-from .search_run import Context, SearchConfig, new_env, prepare, rollout
+from ..config.search import SearchConfig
+from ..evaluation.evaluator import allocation_types
+from ..mdp.env import rollout
+from .context import prepare
+from .loop import run_episodes
+from .outputs import finish
+from .sac_train import SACLearner, act_fn
 
 RESTARTS = 3   # times Ray restarts a dead worker, and retries the episode it was running
 
@@ -43,14 +46,14 @@ class RolloutWorker:
 
     def __init__(self, config: dict, out: str, threads: int):
         torch.set_num_threads(threads)
-        self.ctx = prepare(SearchConfig(**config), Path(out))
-        self.env = new_env(self.ctx)
+        self.ctx = prepare(SearchConfig.from_json(config), Path(out))
+        self.env = self.ctx.new_env()
 
-    def rollout(self, weights: dict | None, episode: int) -> tuple[float, dict, float, float]:
-        """(reward, info, seconds in the evaluator, seconds in all) of episode `episode` acting with `weights`."""
-        start, eval_before = time.perf_counter(), self.ctx.eval_seconds
+    def rollout(self, weights: dict | None, episode: int) -> tuple[float, dict, float]:
+        """(reward, info, seconds in the evaluator) of episode `episode` acting with `weights`."""
+        eval_before = self.ctx.eval_seconds
         _, reward, info = rollout(self.env, act_fn(self.ctx, weights, episode))
-        return reward, info, self.ctx.eval_seconds - eval_before, time.perf_counter() - start
+        return reward, info, self.ctx.eval_seconds - eval_before
 
     def evaluate(self, types: list):
         return self.ctx.evaluator.evaluate(types)
@@ -101,40 +104,72 @@ def stop_workers(workers: list) -> None:
         ray.kill(worker, no_restart=True)
 
 
-def train(ctx: Context, resume: bool, workers: list) -> dict:
-    """The learner loop over `workers`; the same answers as `sac_loop.train`, plus the Ray timing."""
-    config, n = ctx.config, len(workers)
-    agent, buffer, start, best, state = restore(ctx, resume)
-    sent = {int(e): w for e, w in (state or {}).get("in_flight", {}).items()}  # weights of in-flight episodes
-    pending: deque = deque()
+class RayLearner(SACLearner):
+    """`SACLearner` whose rollouts run on `workers`, N episodes in flight."""
 
-    def send(episode: int) -> None:
-        weights = sent.pop(episode) if episode in sent else acting_weights(ctx, agent, episode)
-        pending.append((episode, weights, workers[episode % n].rollout.remote(weights, episode)))
+    def __init__(self, ctx, workers: list):
+        super().__init__(ctx)
+        self.workers, self.pending, self.sent = workers, deque(), {}
+        self.waited = 0.0
+        self.desc = f"search ({len(workers)} workers)"
 
-    for episode in range(start, min(start + n, config.episodes)):
-        send(episode)
-    bar = tqdm(total=config.episodes, initial=start, desc=f"search ({n} workers)", unit="ep")
-    began, waited = time.perf_counter(), 0.0
-    while pending:
-        episode, _, future = pending.popleft()
+    def send(self, index: int) -> None:
+        weights = self.sent.pop(index) if index in self.sent else self.acting_weights(index)
+        worker = self.workers[index % len(self.workers)]
+        self.pending.append((index, weights, worker.rollout.remote(weights, index)))
+
+    def restore(self, state: dict | None) -> None:
+        super().restore(state)
+        self.sent = {int(e): w for e, w in (state or {}).get("in_flight", {}).items()}  # weights of in-flight episodes
+        start = int(state["episode"]) if state is not None else 0
+        for index in range(start, min(start + len(self.workers), self.ctx.config.episodes)):
+            self.send(index)
+
+    def rollout(self, index: int) -> tuple[float, dict]:
+        episode, _, future = self.pending.popleft()
+        assert episode == index, (episode, index)
         wait_start = time.perf_counter()
-        reward, info, eval_seconds, seconds = ray.get(future)
-        waited += time.perf_counter() - wait_start
-        ctx.scored[tuple(int(b) for b in info["bits"])] = info["outcome"]
-        ctx.eval_seconds += eval_seconds
-        best = consume(ctx, agent, buffer, episode, reward, info, best, seconds, eval_seconds)
-        if episode + n < config.episodes:
-            send(episode + n)
-        save(ctx, agent, buffer, episode + 1, best, in_flight={e: w for e, w, _ in pending})
-        episode_log.postfix(bar, info, best)
-        bar.update()
-    bar.close()
+        reward, info, eval_seconds = ray.get(future)
+        self.waited += time.perf_counter() - wait_start
+        self.ctx.scored[tuple(int(b) for b in info["bits"])] = info["outcome"]
+        self.ctx.eval_seconds += eval_seconds
+        return reward, info
+
+    def learn(self, index: int, reward: float, info: dict) -> dict:
+        fields = super().learn(index, reward, info)
+        if index + len(self.workers) < self.ctx.config.episodes:
+            self.send(index + len(self.workers))
+        return fields
+
+    def agent_state(self) -> dict:
+        return super().agent_state() | {"in_flight": {e: w for e, w, _ in self.pending}}
+
+
+def train(ctx, resume: bool, workers: list) -> dict:
+    """The learner over `workers`; the same answers as `sac_train.train`, plus the Ray timing."""
+    learner = RayLearner(ctx, workers)
+    began = time.perf_counter()
+    start = run_episodes(ctx.out, ctx.config.episodes, learner, resume)
     elapsed = time.perf_counter() - began
-    answers = episode_log.answers(ctx, conclude(ctx, agent, new_env(ctx)), best)
-    done = config.episodes - start
-    answers["ray"] = {"workers": n, "episodes": done, "seconds": elapsed,
+    answers = learner.answers()
+    done = ctx.config.episodes - start
+    answers["ray"] = {"workers": len(workers), "episodes": done, "seconds": elapsed,
                       "episodes_per_minute": 60 * done / elapsed if elapsed else None,
-                      "learner_wait_share": waited / elapsed if elapsed else None}
-    (ctx.out / "ray.json").write_text(json.dumps(answers["ray"], indent=1))
+                      "learner_wait_share": learner.waited / elapsed if elapsed else None}
+    write_json(ctx.out / "ray.json", answers["ray"])
     return answers
+
+
+def run(config: SearchConfig, out: Path, resume: bool) -> dict:
+    """The whole Ray search: workers started, the driver prepared on worker 0's evaluator, trained, outputs."""
+    workers = []
+
+    def remote_evaluator(cal):
+        workers.extend(start_workers(config, out, cal, config.ray_address))
+        return RemoteEvaluator(workers[0], cal.layers)
+
+    try:
+        ctx = prepare(config, out, remote_evaluator)
+        return finish(ctx, train(ctx, resume, workers))
+    finally:
+        stop_workers(workers)

@@ -10,8 +10,11 @@
 Implemented exactly as the paper writes it.  Note what that implies: just above the ceiling the
 quadratic is near 0, so r_b jumps *up* from -2 (ceiling - target) to about 0 there; it falls below
 the linear value again once b - ceiling > sqrt((ceiling - target) / 10).  The search therefore keeps
-the best *feasible* allocation (b <= ceiling) apart from whatever the policy prefers.
+the best *feasible* allocation (b <= target: within the budget itself, not merely under the ceiling) apart from
+whatever the policy prefers (`ramp.engine.context.Context.feasible`).
 """
+
+from ramputils.errors import UserError
 
 
 def quality_reward(ppl: float, ppl_base: float) -> float:
@@ -56,8 +59,6 @@ REWARDS = {"quality-first": (quality_reward, budget_reward), "linear": (linear_q
 
 def reward_terms(name: str):
     """(quality term, budget term) of the reward called `name`."""
-    from calibration.errors import UserError
-
     if name not in REWARDS:
         raise UserError(f"unknown reward {name!r}; use one of {', '.join(REWARDS)}")
     return REWARDS[name]

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from calibration.errors import UserError
 from calibration.memory import HEADROOM, free_host_memory
 from halo import exporter, ggml, qtypes
+from ramputils.errors import UserError
 
 QType = qtypes.QType
 PLANS = ("dequantized", "bytes", "on-the-fly")

@@ -1,8 +1,9 @@
 """The search's evaluator: perplexity and KL divergence of an allocation, from exactly the exported weights.
 
 `Evaluator.evaluate(types)` swaps the cached weights of `types` (one real GGUF type per layer, or None
-for the base weights; see `ramp.weight_cache`) into the model, runs ONE batched forward pass over the
-evaluation windows and puts the base weights back.  Scoring, for N windows of T tokens:
+for the base weights; see `ramp.evaluation.weight_cache`) into the model, runs the forward passes over the
+evaluation windows (in batches of `batch_size` windows, 8 by default: one pass for the default 4 windows) and
+puts the base weights back.  Scoring, for N windows of T tokens:
 
 * PPL = exp(mean NLL) over every position 1..T-1 of every window (the token at t is predicted from
   tokens 0..t-1), N * (T - 1) predictions; position 0 (BOS) is never predicted.
@@ -21,8 +22,8 @@ even at Q8_0 (tests/test_evaluator.py checks it on a tiny model).  The base scor
 position this costs a few passes over its V logits and two dot products; no log-softmax is
 materialised (on the default model scoring adds ~10 % to the plain forward pass; the elementwise
 KL it replaces added ~35 %).
-The base logits are stored in float32, (N, T-1, V): 4 * N * (T-1) * V bytes, 401 MB for the
-default evaluation (8 windows x 256 tokens, vocabulary 49152), on the model's device; temporaries
+The base logits are stored in float32, (N, T-1, V): 4 * N * (T-1) * V bytes, 200 MB for the
+default evaluation (4 windows x 256 tokens, vocabulary 49152), on the model's device; temporaries
 stay at a few (T-1, V) tensors because windows are scored one at a time.
 """
 
@@ -32,10 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from calibration.errors import UserError
 from halo import qtypes
+from ramputils.errors import UserError
 
-from .defaults import EVAL_SAMPLES, EVAL_SEQ_LEN
+from ..config.search import EvalWindows
 from .weight_cache import WeightCache
 
 QType = qtypes.QType
@@ -150,11 +151,10 @@ def candidate_types(layers, action_types) -> dict[str, list[QType]]:
             for layer in layers}
 
 
-def make_evaluator(model, source, calibration, action_types, eval_samples: int = EVAL_SAMPLES,
-                   eval_seq_len: int = EVAL_SEQ_LEN,
-                   seed: int = 0, imatrix: bool = True, scale_fold: bool = False, data: str = "wikitext2",
-                   device=None, plan: str = "auto", batch_size: int = 8, progress: bool = True) -> Evaluator:
-    """An evaluator on `eval_samples` windows of `eval_seq_len` tokens from the evaluation part of `data`.
+def make_evaluator(model, source, calibration, action_types, windows: EvalWindows | None = None, seed: int = 0,
+                   imatrix: bool = True, scale_fold: bool = False, data: str = "wikitext2", device=None,
+                   plan: str = "auto", batch_size: int = 8, progress: bool = True) -> Evaluator:
+    """An evaluator on `windows` (default `EvalWindows()`) from the evaluation part of `data`.
 
     The windows come from `calibration.data.evaluation_windows` (the last 20 % of the text's tokens,
     disjoint from every calibration window), tokenized by the model's own tokenizer, BOS first.
@@ -174,7 +174,8 @@ def make_evaluator(model, source, calibration, action_types, eval_samples: int =
         calibration.check_layers(layers)
     tokenizer = load_tokenizer(source)
     tokens = tokenize(tokenizer, load_text(data).text)
-    windows = evaluation_windows(tokens, eval_samples, eval_seq_len, seed, bos_id(tokenizer))
+    windows = windows or EvalWindows()
+    windows = evaluation_windows(tokens, windows.samples, windows.seq_len, seed, bos_id(tokenizer))
     scales = fold_model(model, calibration) if scale_fold else None
     table = {layer.gguf_name: layer_imatrix(calibration, layer, scales) for layer in layers} if imatrix else None
     return Evaluator(model, layers, candidate_types(layers, action_types), windows, table, device, plan,

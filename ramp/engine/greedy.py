@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from calibration.errors import UserError
 from halo import allocation as alloc_mod
+from ramputils.errors import UserError
 
 MAX_UNITS = 200_000
 
@@ -87,7 +87,8 @@ def allocate(layers, actions, sensitivity: dict, budget) -> list[int]:
     return [actions[k] for k in solve_knapsack(costs, weights, capacity)]
 
 
-def greedy_search(ctx) -> dict:
+def train(ctx, resume: bool = False) -> dict:
+    """Measure (or finish measuring: sensitivity.json is resumed either way), then solve for the budget."""
     sensitivity = measure_sensitivity(ctx, ctx.out / "sensitivity.json")
     bits = allocate(ctx.layers, list(ctx.config.actions), sensitivity, ctx.budget)
     return {"allocations": {"best": bits}, "chosen": "best"}

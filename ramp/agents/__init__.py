@@ -1,0 +1,1 @@
+"""The learners: SAC (with its replay buffer and per-episode behaviour policy), PPO, and policy files."""

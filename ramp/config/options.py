@@ -1,0 +1,204 @@
+"""The options of `ramp search` (and the evaluation windows of `transfer` and `evaluate`), from the config fields.
+
+Every `option(...)` field of `SearchConfig` and its sections is one option: `--eval-samples` on the command line
+is `eval_samples=` in `ramp.search(...)`, `--no-imatrix` is `imatrix=False`.  argparse only collects text
+(`add_arguments`); `search_config` reads and checks the values, fills the defaults that depend on the mode
+(actions, DynaQuant's PPO settings) and refuses combinations that would be silently ignored, so the CLI and
+the API fail with the same one-line message.  `check` holds the rules every configuration must satisfy; the
+search runs it again before any work.
+"""
+
+import argparse
+from dataclasses import MISSING, fields, is_dataclass, replace
+
+from ramputils.errors import UserError
+
+from .agents import PPOConfig
+from .dynaquant import FORMATS, check_format
+from .search import (
+    ALGOS,
+    DEFAULT_ACTIONS,
+    REWARDS,
+    BudgetOptions,
+    EvalWindows,
+    SearchConfig,
+)
+
+# DynaQuant's loop pays a reward every step and updates after every episode (its paper's settings)
+DYNAQUANT_PPO = {"gamma": 0.99, "lam": 0.95, "episodes_per_update": 1}
+# which section an algorithm or a reward reads: an option of any other section would be ignored, so it is refused
+SECTION_USERS = {"sac": ("algo", "sac", "a SAC setting: use it with --algo sac"),
+                 "ppo": ("algo", "ppo", "a PPO setting: use it with --algo ppo"),
+                 "dynaquant": ("reward", "dynaquant", "a DynaQuant setting: use it with --reward dynaquant")}
+
+
+def option_table(cls=SearchConfig) -> dict:
+    """{option name: (section name or None, field)} of every exposed field of `cls` and its sections."""
+    table = {}
+    for f in fields(cls):
+        if f.default_factory is not MISSING and is_dataclass(f.default_factory):
+            for sub in fields(f.default_factory):
+                if "option" in sub.metadata:
+                    table[_name(sub)] = (f.name, sub)
+        elif "option" in f.metadata:
+            table[_name(f)] = (None, f)
+    return table
+
+
+def _name(f) -> str:
+    return f.metadata["option"]["name"] or f.name
+
+
+def flag(name: str, table: dict | None = None) -> str:
+    """The command-line spelling of option `name`."""
+    f = (table or option_table())[name][1]
+    meta = f.metadata["option"]
+    if meta["flag"]:
+        return meta["flag"]
+    dashed = name.replace("_", "-")
+    return f"--no-{dashed}" if f.default is True else f"--{dashed}"
+
+
+def add_arguments(parser: argparse.ArgumentParser, names=None, cls=SearchConfig) -> None:
+    """One argparse option per exposed field (all, or those in `names`), collecting text; unset options stay
+    unset (argparse.SUPPRESS), so the defaults live in the dataclasses only."""
+    table = option_table(cls)
+    for name, (_, f) in table.items():
+        if names is not None and name not in names:
+            continue
+        meta = f.metadata["option"]
+        text = meta["help"]
+        if f.default is not None and not isinstance(f.default, bool) and name != "model":
+            shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+            text += f" (default {shown})"
+        kwargs = {"dest": name, "default": argparse.SUPPRESS, "help": text}
+        if isinstance(f.default, bool):
+            kwargs["action"] = "store_false" if f.default else "store_true"
+        else:
+            kwargs["metavar"] = name.upper() if not meta["choices"] else "{" + ",".join(meta["choices"]) + "}"
+        parser.add_argument(flag(name, table), **kwargs)
+
+
+def read(name: str, value, table: dict | None = None):
+    """Option `name`'s value as its field holds it, from text (the CLI) or a Python value (the API)."""
+    table = table or option_table()
+    f = table[name][1]
+    meta, where = f.metadata["option"], flag(name, table)
+    if isinstance(f.default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"{where} is a switch: give True or False, got {value!r}")
+        return value
+    if value is None:
+        return None
+    parse = meta["parse"] or type(f.default)
+    if parse is str:
+        value = str(value)
+    elif parse in (int, float):
+        if isinstance(value, str):
+            try:
+                value = parse(value)
+            except ValueError:
+                raise UserError(f"{where} must be {'a whole number' if parse is int else 'a number'}, "
+                                f"got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (parse is int and value != int(value)):
+            raise UserError(f"{where} must be {'a whole number' if parse is int else 'a number'}, got {value!r}")
+        value = parse(value)
+    else:
+        try:
+            value = parse(value)
+        except UserError as exc:
+            message = str(exc)
+            raise UserError(message if message.startswith("--") else f"{where}: {message}") from None
+    if meta["positive"] and value < 1:
+        raise UserError(f"{where} must be at least 1, got {value}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise UserError(f"unknown {where} {value!r}; use one of {', '.join(meta['choices'])}")
+    return value
+
+
+def read_actions(value, reward: str) -> tuple:
+    """Bit widths (`3,4,5,6` or a sequence of ints), or bitsandbytes formats in DynaQuant's mode."""
+    if value is None:
+        return FORMATS if reward == "dynaquant" else DEFAULT_ACTIONS
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    if reward == "dynaquant":
+        return tuple(check_format(p) for p in parts)
+    try:
+        return tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise UserError(f"--actions must be comma-separated bit widths, got {value!r}") from None
+
+
+def _section(cls, section: str, options: dict):
+    """`cls` built from the given options (None: its default) of `SearchConfig`'s `section`, read as the search's."""
+    table = option_table()
+    values = {table[name][1].name: read(name, value, table) for name, value in options.items() if value is not None}
+    assert all(table[name][0] == section for name in options), options
+    return cls(**values)
+
+
+def eval_windows(**options) -> EvalWindows:
+    """`EvalWindows` of `eval_samples=`, `eval_seq_len=` (None: the default), for transfer and evaluate."""
+    return _section(EvalWindows, "windows", options)
+
+
+def budget_options(**options) -> BudgetOptions:
+    """`BudgetOptions` of `budget=`, `ceiling=`, `nominal_bits=` (None: the default), for transfer."""
+    return _section(BudgetOptions, "budget", options)
+
+
+def search_config(**options) -> SearchConfig:
+    """The checked `SearchConfig` of `ramp search`'s options (CLI flags with underscores, or API keywords)."""
+    table = option_table()
+    unknown = sorted(set(options) - set(table))
+    if unknown:
+        raise UserError(f"unknown search option {unknown[0]!r}; the options are {', '.join(sorted(table))}")
+    values = {name: read(name, value, table) for name, value in options.items() if name != "actions"}
+    top = {table[n][1].name: v for n, v in values.items() if table[n][0] is None}
+    config = SearchConfig(**top)
+    for name, value in values.items():
+        section = table[name][0]
+        if section is None:
+            continue
+        kind, wanted, message = SECTION_USERS.get(section, (None, None, None))
+        if kind is not None and getattr(config, kind) != wanted:
+            raise UserError(f"{flag(name, table)} is {message} (got --{kind} {getattr(config, kind)})")
+    ppo = PPOConfig(**DYNAQUANT_PPO) if config.reward == "dynaquant" else PPOConfig()
+    config.ppo = ppo
+    config.actions = read_actions(options.get("actions"), config.reward)
+    for name, value in values.items():
+        section = table[name][0]
+        if section is not None:
+            setattr(config, section, replace(getattr(config, section), **{table[name][1].name: value}))
+    if config.reward == "dynaquant":
+        config.dynaquant = replace(config.dynaquant, formats=config.actions)
+    check(config)
+    return config
+
+
+def check(config: SearchConfig) -> None:
+    """Refuse what cannot run as asked (an unknown name, an option the chosen method would ignore)."""
+    if config.algo not in ALGOS:
+        raise UserError(f"unknown --algo {config.algo!r}; use one of {', '.join(ALGOS)}")
+    if config.reward not in REWARDS:
+        raise UserError(f"unknown --reward {config.reward!r}; use one of {', '.join(REWARDS)}")
+    if config.reward == "dynaquant" and config.algo != "ppo":
+        raise UserError(f"--reward dynaquant is DynaQuant's PPO mode: use --algo ppo (got --algo {config.algo})")
+    if config.workers and (config.algo != "sac" or config.reward == "dynaquant"):
+        raise UserError(f"--workers N runs SAC episodes on Ray; use it with --algo sac (got --algo {config.algo})")
+    if config.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:
+        what = "formats" if config.reward == "dynaquant" else "bit widths"
+        raise UserError(f"--actions needs at least two distinct {what}, got {list(config.actions)}")
+    if config.reward == "dynaquant":
+        if config.dynaquant.formats != tuple(config.actions):
+            raise UserError("the DynaQuant formats must be the --actions")
+    elif not all(isinstance(b, int) for b in config.actions):
+        raise UserError(f"--actions must be bit widths, got {list(config.actions)}")
+    table = option_table()
+    for name, (section, f) in table.items():
+        choices = f.metadata["option"]["choices"]
+        value = getattr(getattr(config, section) if section else config, f.name)
+        if choices and value not in choices:
+            raise UserError(f"unknown {flag(name, table)} {value!r}; use one of {', '.join(choices)}")

