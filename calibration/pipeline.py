@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ramputils import __version__
 from ramputils.errors import UserError
 from ramputils.hashing import json_sha256
 
-from . import __version__, artifact
+from . import artifact
 from .data import bos_id, calibration_windows, load_text, tokenize
 from .embedding import FEATURES, layer_embedding, standardisation
 from .layers import layer_table, special_tensors

@@ -93,29 +93,51 @@ def uniform(layers, pick) -> Allocation:
 
 
 def load(path: Path, layers) -> Allocation:
-    """Read an allocation file and resolve it against `layers`; any mismatch is one clear error."""
+    """Read an allocation file and resolve it against `layers`, matching entries by tensor name (any order);
+    any mismatch is one clear error that names what does not match."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"allocation file not found: {path}") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read allocation {path} ({exc})") from None
     rows = data.get("layers") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise UserError(f"{path} is not an allocation: it needs a list of layers with tensor and bits/type")
-    if len(rows) != len(layers):
-        raise UserError(f"{path} has {len(rows)} layers but the model has {len(layers)}: "
-                        "it was made for another model")
-    picks = []
-    for row, layer in zip(rows, layers):
-        if row.get("tensor") != layer.gguf_name:
-            raise UserError(f"{path}: entry {layer.index} is {row.get('tensor')!r} but the model's layer "
-                            f"{layer.index} is {layer.gguf_name!r}: it was made for another model")
+        raise UserError(f'{path} is not an allocation: it needs "layers", a list of entries each with "tensor" and '
+                        f'"bits" or "type"')
+    by_name = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row.get("tensor"), str):
+            raise UserError(f'{path}: entry {i} has no "tensor" name')
+        if row["tensor"] in by_name:
+            raise UserError(f"{path}: tensor {row['tensor']!r} appears twice")
         if ("bits" in row) == ("type" in row) and "gguf_type" not in row:
-            raise UserError(f"{path}: entry {layer.gguf_name} needs exactly one of bits or type")
-        picks.append(row["type"] if "type" in row else row["bits"])
+            raise UserError(f"{path}: entry {row['tensor']} needs exactly one of bits or type")
+        by_name[row["tensor"]] = row
+    _check_names(path, list(by_name), [layer.gguf_name for layer in layers])
+    picks = [by_name[layer.gguf_name].get("type", by_name[layer.gguf_name].get("bits")) for layer in layers]
     meta = {k: v for k, v in data.items() if k not in ("layers", "summary", "format", "format_version")}
     return resolve(layers, picks, meta)
+
+
+def _check_names(path: Path, names: list[str], wanted: list[str]) -> None:
+    """One error saying which tensor names of the file the model lacks and which of its layers the file lacks."""
+    unknown = [n for n in names if n not in set(wanted)]
+    missing = [n for n in wanted if n not in set(names)]
+    if not unknown and not missing:
+        return
+    parts = []
+    if unknown:
+        parts.append(f"{len(unknown)} tensor name{'s' if len(unknown) > 1 else ''} the model does not have "
+                     f"({', '.join(map(repr, unknown[:3]))}{', ...' if len(unknown) > 3 else ''})")
+    if missing:
+        parts.append(f"{len(missing)} of the model's {len(wanted)} layers missing "
+                     f"({', '.join(map(repr, missing[:3]))}{', ...' if len(missing) > 3 else ''})")
+    hint = ""
+    if unknown and all(f"{n}.weight" in wanted for n in unknown):
+        hint = "; tensor names are GGUF names ending in .weight"
+    raise UserError(f"{path} does not match the model's layers: {' and '.join(parts)}{hint}; "
+                    "was it made for another model?")
 
 
 def save(allocation: Allocation, path: Path) -> None:

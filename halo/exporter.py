@@ -18,10 +18,11 @@ import numpy as np
 from calibration import artifact
 from calibration.layers import layer_table, special_tensors
 from calibration.models import load_model, resolve
+from ramputils import __version__
 from ramputils.errors import UserError
 
-from . import __version__, ggml, qtypes
 from . import allocation as alloc_mod
+from . import ggml, qtypes
 from .fold import fold_model
 from .gguf_meta import source_metadata
 from .imatrix import layer_imatrix

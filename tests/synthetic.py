@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from calibration.embedding import ROLE_SCALAR, position_bucket, standardisation
-
 from ramp.mdp.budget import Budget
 from ramp.mdp.env import AllocationEnv, Outcome, rollout
 from ramp.mdp.reward import budget_reward, quality_reward

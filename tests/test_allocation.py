@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from ramputils.errors import UserError
 from calibration.layers import Layer
 from halo import allocation, qtypes
 from halo.specials import special_types
+from ramputils.errors import UserError
 
 QT = qtypes.QType
 
@@ -40,6 +40,25 @@ def test_file_round_trip_and_mismatches(tmp_path):
     data["layers"][1]["tensor"] = "blk.9.attn_q.weight"
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match="another model"):
+        allocation.load(path, layers)
+
+
+def test_entries_match_by_name_and_a_mismatch_names_the_tensors(tmp_path):
+    """Hand-written files list layers in any order; names that do not match are named in the one error line."""
+    layers = _layers([256, 512, 256])
+    path = tmp_path / "a.json"
+    rows = [{"tensor": layer.gguf_name, "bits": b} for layer, b in zip(layers, [3, 4, 6])]
+    path.write_text(json.dumps({"layers": rows[::-1]}))
+    assert [c.bits for c in allocation.load(path, layers).choices] == [3, 4, 6]
+    rows[1]["tensor"] = "blk.1.ffn_down"                       # the .weight suffix forgotten
+    path.write_text(json.dumps({"layers": rows}))
+    with pytest.raises(UserError) as err:
+        allocation.load(path, layers)
+    message = str(err.value)
+    assert "'blk.1.ffn_down'" in message and "'blk.1.ffn_down.weight'" in message and ".weight" in message
+    assert "needs" not in message and "\n" not in message
+    path.write_text(json.dumps({"layers": rows[:1] + rows[:1]}))
+    with pytest.raises(UserError, match="appears twice"):
         allocation.load(path, layers)
 
 

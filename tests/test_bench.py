@@ -10,9 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from ramputils.errors import run_cli
 from calibration.models import default_gguf
 from calibration.paths import wikitext2
+from ramputils.errors import run_cli
 
 N_CTX, CHUNKS = 128, 2
 THREADS = 1  # the test machine is shared: one thread never waits on a descheduled peer
@@ -84,8 +84,8 @@ def test_perplexity_equals_direct_recomputation(text_file):
 
 
 def test_perplexity_needs_two_windows(text_file):
-    from ramputils.errors import UserError
     from halo.measure.perplexity import perplexity
+    from ramputils.errors import UserError
 
     with pytest.raises(UserError, match="needs at least"):
         perplexity(default_gguf(), text_file, n_ctx=1 << 14, max_chunks=1, progress=False)

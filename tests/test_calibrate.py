@@ -8,10 +8,10 @@ import pytest
 
 from calibration import artifact
 from calibration.embedding import STD_FLOOR, position_bucket, standardise
-from ramputils.errors import UserError, run_cli
 from calibration.models import load, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from ramp.cli import main as ramp_main
+from ramputils.errors import UserError, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Bad input to `ramp calibrate`: one clear line on stderr, exit status 2, no traceback, no artifact."""
+"""Bad input to the `ramp` commands: one clear line on stderr, exit status 2, no traceback, nothing half-written."""
 
 import os
 import subprocess
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from ramputils.errors import run_cli
 from ramp.cli import main
+from ramputils.errors import run_cli
 
 
 def _run(argv, capsys):
@@ -112,3 +112,34 @@ def test_full_disk_is_one_line(capsys):
             handle.flush()
 
     _assert_one_line(run_cli(writes, []), capsys.readouterr().err.strip(), "No space left on device")
+
+
+def test_unreachable_budget_leaves_no_run_folder(tiny_llama_dir, tiny_cal, tmp_path, capsys):
+    out = tmp_path / "new"
+    argv = ["search", "--model", str(tiny_llama_dir), "--calibration", str(tiny_cal.path), "--budget", "2",
+            "--out", str(out)]
+    _assert_one_line(*_run(argv, capsys), "below the smallest reachable allocation")
+    assert not out.exists()
+    out.mkdir()                                   # a folder the user made keeps what it held, and no config.json
+    (out / "notes.txt").write_text("mine")
+    _assert_one_line(*_run(argv, capsys), "below the smallest reachable allocation")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_policy_that_is_not_one_says_so(tiny_llama_dir, tmp_path, capsys):
+    """Random bytes are reported as an unreadable policy (not as a missing card); real weights without their
+    card say the card is missing."""
+    import numpy as np
+
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    argv = ["transfer", "--policy", str(junk), "--target", str(tiny_llama_dir), "--out", str(tmp_path / "t")]
+    code, err = _run(argv, capsys)
+    _assert_one_line(code, err, "is not a readable policy: not a safetensors file")
+    assert "card" not in err
+    from ramp.agents.policy_io import SHIPPED
+
+    lonely = tmp_path / "lonely.safetensors"
+    lonely.write_bytes((SHIPPED / "smollm2-135m.safetensors").read_bytes())
+    argv[2] = str(lonely)
+    _assert_one_line(*_run(argv, capsys), "has no card lonely.json beside it")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from ramputils.errors import UserError
 from ramp.dynaquant import formats
 from ramp.dynaquant.formats import BITS, FORMATS, FP4_CODE, NF4_CODE, fake_quant, quantize, storage_bytes
+from ramputils.errors import UserError
 
 # Published in bitsandbytes: bitsandbytes/functional.py get_4bit_type("nf4") and the
 # nf4_dequantization_lut in csrc/kernels.cu (github.com/bitsandbytes-foundation/bitsandbytes).

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from ramputils.errors import UserError, run_cli
 from ramp.cli import main as ramp_main
+from ramp.config.dynaquant import parse_weights
 from ramp.dynaquant import formats
 from ramp.dynaquant.env import step_groups
-from ramp.config.dynaquant import parse_weights
 from ramp.dynaquant.finetune import (
     clear_formats,
     finetune,
@@ -26,6 +25,7 @@ from ramp.dynaquant.reward import (
     kl_quant_ref,
     reward_parts,
 )
+from ramputils.errors import UserError, run_cli
 
 
 def test_attention_entropy_of_uniform_and_one_hot_rows():

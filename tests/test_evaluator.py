@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from ramputils.errors import UserError
 from calibration.layers import Layer
 from calibration.models import load_model, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation, ggml, qtypes
 from halo.imatrix import layer_imatrix
+from ramp.config.search import EvalWindows
 from ramp.evaluation.evaluator import Evaluator, make_evaluator
 from ramp.evaluation.fidelity import fidelity
 from ramp.evaluation.weight_cache import PLANS, check_candidates, choose_plan
+from ramputils.errors import UserError
 
 QT = qtypes.QType
 ACTIONS = ["Q3_K", "Q4_K", "Q6_K", "Q8_0"]
@@ -30,7 +31,7 @@ def cal(tiny_llama_dir, tiny_text, tmp_path_factory):
 
 def _evaluator(tiny_llama_dir, tiny_text, cal, **kwargs):
     source = resolve(str(tiny_llama_dir))
-    return make_evaluator(load_model(source), source, cal, ACTIONS, N, T, seed=0, data=str(tiny_text),
+    return make_evaluator(load_model(source), source, cal, ACTIONS, EvalWindows(N, T), seed=0, data=str(tiny_text),
                           device="cpu", batch_size=3, progress=False, **kwargs)
 
 

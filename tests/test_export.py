@@ -7,7 +7,6 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from ramputils.errors import run_cli
 from calibration.layers import layer_table
 from calibration.models import load_model, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
@@ -18,6 +17,7 @@ from halo.layout import from_gguf_layout
 from halo.llama_quantize import quantize_file
 from halo.recipe import recipe_entries
 from halo.writer import write_base_gguf
+from ramputils.errors import run_cli
 
 QT = qtypes.QType
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from calibration.data import calibration_windows, tokenize
-from ramputils.errors import UserError
 from calibration.models import load, resolve
 from calibration.pipeline import CalibrationConfig, calibrate
 from halo.fold import fold_model, fold_scale, folded_imatrix
+from ramputils.errors import UserError
 from tests.conftest import build_tiny_llama
 
 

@@ -4,8 +4,8 @@ import gguf
 import numpy as np
 import pytest
 
-from ramputils.errors import UserError
 from halo import ggml, qtypes
+from ramputils.errors import UserError
 
 QType = gguf.GGMLQuantizationType
 SUPPORTED = list(qtypes.NOMINAL_BITS)

@@ -6,16 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import SyntheticContext, make_problem
 
-from ramputils.errors import run_cli
-from ramp.cli import main as ramp_main
 from ramp.agents.ppo import PPO, PPOConfig, gae, load_policy
+from ramp.cli import main as ramp_main
+from ramp.config.options import search_config
 from ramp.engine import log
 from ramp.engine.loop import run_episodes
 from ramp.engine.ppo_train import PPOLearner
-from ramp.config.options import search_config
 from ramp.engine.run import run
-from synthetic import SyntheticContext, make_problem
+from ramputils.errors import run_cli
 
 
 def test_gae_matches_hand_computation():

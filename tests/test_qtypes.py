@@ -13,8 +13,8 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from ramputils.errors import UserError
 from halo import ggml, qtypes
+from ramputils.errors import UserError
 
 QType = gguf.GGMLQuantizationType
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import ray
 
-from ramputils.errors import run_cli
-from ramp.engine import checkpoint
 from ramp.cli import main as ramp_main
+from ramp.engine import checkpoint
 from ramp.engine.ray_train import worker_name
 from ramp.engine.run import run
+from ramputils.errors import run_cli
 from tests.conftest import fast_config
 
 LAYERS = 14

@@ -69,8 +69,8 @@ def test_step_reset_and_dims_10_11():
 
 
 def test_ablation_rewards_differ_from_quality_first_only_in_shape():
-    from ramputils.errors import UserError
     from ramp.mdp.reward import reward_terms
+    from ramputils.errors import UserError
 
     q_lin, b_lin = reward_terms("linear")
     q_naive, b_naive = reward_terms("naive")

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ramputils.errors import UserError, run_cli
 from calibration.layers import Layer
-from ramp.mdp.budget import make_budget
 from ramp.cli import main as ramp_main
-from ramp.mdp.budget import Budget
 from ramp.engine.greedy import allocate, solve_knapsack
 from ramp.engine.run import run
+from ramp.mdp.budget import Budget, make_budget
+from ramputils.errors import UserError, run_cli
 from tests.conftest import fast_config
 
 

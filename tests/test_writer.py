@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ramputils.errors import UserError
 from calibration.models import load, load_model, resolve
 from halo.gguf_meta import Metadata, is_copied, metadata_from_hf, source_metadata
 from halo.layout import from_gguf_layout, gguf_tensors, to_gguf_layout
 from halo.writer import base_tensors, write_base_gguf, write_gguf
+from ramputils.errors import UserError
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.",
          "<|im_start|>user\nHello world 12345, it's  3.14159 -- naïve café 😀\n<|im_end|>",

@@ -35,7 +35,6 @@ from ramputils.errors import UserError
 
 from . import Model, log_softmax
 
-JSONL_TASKS = ("piqa", "winogrande", "boolq", "arc_easy", "arc_challenge")
 TASKS = ("piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq")
 TASK_CONTEXT = 2048  # context of the tasks' llama.cpp instance; longer items lose tokens on the left
 

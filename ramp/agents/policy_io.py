@@ -63,12 +63,21 @@ def _read_tensors(path: Path) -> dict:
 def load_policy_card(spec: str, action_bits=None) -> tuple[dict, dict]:
     """(actor tensors, card) of a policy; a feature, version or action-set mismatch is one clear error."""
     path = resolve_policy(spec)
-    card_path = path.with_suffix(".json")
-    try:
-        card = json.loads(card_path.read_text())
+    try:  # the weights first: a file that is no policy at all should say so, not that its card is missing
         tensors = _read_tensors(path)
     except Exception as exc:
-        raise UserError(f"cannot read policy {path} ({exc.__class__.__name__}: {exc})") from None
+        kind = "a torch state dict" if path.suffix == ".pt" else "a safetensors file"
+        raise UserError(f"{path} is not a readable policy: not {kind} of tensors ({exc.__class__.__name__})") from None
+    card_path = path.with_suffix(".json")
+    if not card_path.is_file():
+        raise UserError(f"the policy {path.name} has no card {card_path.name} beside it (the card says what the "
+                        "policy was trained on; `ramp search` writes both)")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the policy card {card_path} ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(card, dict):
+        raise UserError(f"{card_path} is not a policy card (a JSON object)")
     if card.get("format") != POLICY_FORMAT or card.get("format_version") != POLICY_VERSION:
         raise UserError(f"{path} is a policy of format {card.get('format')} v{card.get('format_version')}; "
                         f"this RAMP reads {POLICY_FORMAT} v{POLICY_VERSION}")

@@ -11,9 +11,9 @@ and the temperature minimises E[-alpha (log pi(a|s) + target_entropy)] (eq. 17).
 at the same learning rate and the networks' gradients are clipped by norm.
 
 Every random draw of the agent (network initialisation, the reparameterised samples in `update`, and
-`act`/`random_action` when called) comes from the agent's own seed and `torch.Generator`, never from
+`act` when called) comes from the agent's own seed and `torch.Generator`, never from
 torch's global generator, and `state_dict()` includes that generator: a restored agent acts and learns
-exactly as the original would have.  The search's episodes act through `ramp.behaviour` instead (one
+exactly as the original would have.  The search's episodes act through `ramp.agents.behaviour` instead (one
 random stream per episode), so that any process can roll an episode out.
 """
 
@@ -139,11 +139,6 @@ class SAC:
     def act(self, obs, deterministic: bool = False) -> float:
         """One action in [-1, 1] for one observation."""
         return float(self.act_batch(obs, deterministic)[0])
-
-    def random_action(self) -> float:
-        """A uniform action in [-1, 1] from the agent's generator (warm-up exploration)."""
-        u = torch.rand((), generator=self.generator, device=self.device)
-        return float(2 * u - 1)
 
     # ---- learning -----------------------------------------------------------------------------------
 

@@ -15,21 +15,21 @@ from ramputils.errors import UserError
 
 from .agents import PPOConfig
 from .dynaquant import FORMATS, check_format
-from .search import (
-    ALGOS,
-    DEFAULT_ACTIONS,
-    REWARDS,
-    BudgetOptions,
-    EvalWindows,
-    SearchConfig,
-)
+from .search import ALGOS, DEFAULT_ACTIONS, REWARDS, BudgetOptions, EvalWindows, SearchConfig
 
 # DynaQuant's loop pays a reward every step and updates after every episode (its paper's settings)
 DYNAQUANT_PPO = {"gamma": 0.99, "lam": 0.95, "episodes_per_update": 1}
-# which section an algorithm or a reward reads: an option of any other section would be ignored, so it is refused
-SECTION_USERS = {"sac": ("algo", "sac", "a SAC setting: use it with --algo sac"),
-                 "ppo": ("algo", "ppo", "a PPO setting: use it with --algo ppo"),
-                 "dynaquant": ("reward", "dynaquant", "a DynaQuant setting: use it with --reward dynaquant")}
+# what reads a section or an option, when not every search does: given to a search that ignores it, it is refused
+USED_BY = {
+    "sac": (lambda c: c.algo == "sac", "a SAC setting: use it with --algo sac"),
+    "credit": (lambda c: c.algo == "sac", "a SAC setting: use it with --algo sac"),
+    "ppo": (lambda c: c.algo == "ppo", "a PPO setting: use it with --algo ppo"),
+    "dynaquant": (lambda c: c.reward == "dynaquant", "a DynaQuant setting: use it with --reward dynaquant"),
+    "budget": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, whose reward prices memory itself"),
+    "budget_mode": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, whose reward prices memory itself"),
+    "quality": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, which has its own reward terms"),
+    "ray_address": (lambda c: c.workers > 0, "for Ray workers: use it with --workers N"),
+}
 
 
 def option_table(cls=SearchConfig) -> dict:
@@ -99,9 +99,9 @@ def read(name: str, value, table: dict | None = None):
                 value = parse(value)
             except ValueError:
                 raise UserError(f"{where} must be {'a whole number' if parse is int else 'a number'}, "
-                                f"got {value!r}") from None
+                                f"got {value}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (parse is int and value != int(value)):
-            raise UserError(f"{where} must be {'a whole number' if parse is int else 'a number'}, got {value!r}")
+            raise UserError(f"{where} must be {'a whole number' if parse is int else 'a number'}, got {value}")
         value = parse(value)
     else:
         try:
@@ -156,13 +156,11 @@ def search_config(**options) -> SearchConfig:
     values = {name: read(name, value, table) for name, value in options.items() if name != "actions"}
     top = {table[n][1].name: v for n, v in values.items() if table[n][0] is None}
     config = SearchConfig(**top)
-    for name, value in values.items():
-        section = table[name][0]
-        if section is None:
-            continue
-        kind, wanted, message = SECTION_USERS.get(section, (None, None, None))
-        if kind is not None and getattr(config, kind) != wanted:
-            raise UserError(f"{flag(name, table)} is {message} (got --{kind} {getattr(config, kind)})")
+    for name in values:
+        used, message = USED_BY.get(table[name][0] or name, (lambda c: True, ""))
+        if not used(config):
+            got = f"--algo {config.algo}" + (", --reward dynaquant" if config.reward == "dynaquant" else "")
+            raise UserError(f"{flag(name, table)} is {message} (got {got})")
     ppo = PPOConfig(**DYNAQUANT_PPO) if config.reward == "dynaquant" else PPOConfig()
     config.ppo = ppo
     config.actions = read_actions(options.get("actions"), config.reward)

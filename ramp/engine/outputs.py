@@ -10,9 +10,9 @@ import platform
 from dataclasses import asdict
 
 from halo import allocation as alloc_mod
+from ramputils import __version__
 from ramputils.atomic import write_json
 
-from .. import __version__
 from ..agents.policy_io import save_policy
 from ..mdp.repair import repair
 from . import log, plots
