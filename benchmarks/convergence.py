@@ -31,12 +31,12 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     base_gguf,
     job,
+    model_spec,
     resume_flag,
     save_png,
     write_json,
     write_text,
 )
-from pareto import model_spec
 
 LATE = 50
 """The last LATE episodes of a search show what its policy has learned: their mean return and bpw are reported."""
@@ -70,9 +70,8 @@ def main() -> None:
     variants = [(v.split(":") + ["reward", "ppl"][len(v.split(":")) - 2:])[:4] for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     episodes = 4 if args.quick else args.episodes
-    search_args = ["--episodes", str(episodes), *(
-        ["--warmup-episodes", "2", "--updates-per-episode", "2", "--eval-samples", "2", "--eval-seq-len", "64"]
-        if args.quick else [])]
+    search_args = ["--episodes", str(episodes), *(["--eval-samples", "2", "--eval-seq-len", "64"] if args.quick else [])]
+    sac_quick = ["--warmup-episodes", "2", "--updates-per-episode", "2"] if args.quick else []  # SAC's own options
     cal = steps.work / "calibration"
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
@@ -88,7 +87,8 @@ def main() -> None:
                                         "--budget-mode", mode, "--quality", quality, "--budget", str(args.budget),
                                         "--calibration", cal,
                                         "--seed", str(seed),
-                                        *search_args, "--out", out, *resume_flag(out)], out / "summary.json")
+                                        *search_args, *(sac_quick if algo == "sac" else []),
+                                        "--out", out, *resume_flag(out)], out / "summary.json")
             variant = f"{algo}:{reward}" + suffix.replace("-", ":")
             run = _curve(out, args.tolerance) | {"variant": variant, "seed": seed,
                                                  "seconds": steps.seconds[f"search_{key}"]}

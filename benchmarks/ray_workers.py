@@ -18,8 +18,7 @@ import os
 import statistics
 from pathlib import Path
 
-from common import BIN, ROOT, job, write_json, write_text  # the script's own folder is on sys.path
-from pareto import model_spec
+from common import BIN, ROOT, job, model_spec, write_json, write_text  # the script's own folder is on sys.path
 
 
 def main() -> None:

@@ -111,13 +111,13 @@ def _evaluator_costs(model_spec, cal_dir, allocation_path, work, quick) -> dict:
     from calibration import artifact
     from calibration.models import load_model, resolve
     from halo import allocation as alloc_mod
+    from ramp.config.search import EvalWindows
     from ramp.evaluation.evaluator import make_evaluator
     from ramp.evaluation.fidelity import fidelity
 
     source, cal = resolve(model_spec), artifact.read(cal_dir)
     model = load_model(source)
-    extra = {"eval_samples": 2, "eval_seq_len": 64} if quick else {}
-    evaluator = make_evaluator(model, source, cal, ["3", "4", "5", "6"], **extra)
+    evaluator = make_evaluator(model, source, cal, ["3", "4", "5", "6"], EvalWindows(2, 64) if quick else None)
     alloc = alloc_mod.load(allocation_path, evaluator.layers)
 
     def forward():

@@ -18,10 +18,10 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     Steps,
     base_gguf,
+    model_spec,
     resume_flag,
     write_json,
 )
-from pareto import model_spec
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ from common import (  # the script's own folder is on sys.path
     ROOT,
     Steps,
     base_gguf,
+    model_spec,
     write_json,
     write_text,
 )
-from pareto import model_spec
 
 
 def main() -> None:

@@ -34,9 +34,24 @@ def test_gemma_name_resolves_or_says_what_to_install():
         assert gemma.kind == "gguf" and gemma.architecture == "gemma3"
 
 
-def test_table_names_the_models_users_ask_for():
-    for name in ("llama2-7b", "llama3-8b", "mistral", "qwen2.5-7b", "gemma3-270m", "smollm2-135m"):
-        assert name in NAMES
+def test_every_short_name_resolves_or_says_how_to_get_it(monkeypatch):
+    """Offline, each name of the table resolves, or fails with one line naming the download or the pip package."""
+    import importlib.util
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name, (where, target) in NAMES.items():
+        try:
+            source = resolve(name.upper())                    # names are case-insensitive
+        except UserError as exc:
+            message = str(exc)
+            assert "\n" not in message
+            if where == "hf":
+                assert f"hf download {target}" in message, (name, message)
+            else:
+                assert importlib.util.find_spec(target.replace("-", "_")) is None, (name, message)
+                assert f"pip install {target}" in message, (name, message)
+        else:
+            assert source.kind in ("gguf", "hf") and source.path.exists(), name
 
 
 @pytest.mark.parametrize("spec, model_id", [("mistral", "mistralai/Mistral-7B-v0.1"),
