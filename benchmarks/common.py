@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: timed, resumable CLI steps and the export -> llama.cpp bench of one file.
+"""What the benchmark scripts share: timed, resumable CLI steps, the export -> llama.cpp bench of one file and
+the short model names.  Scripts import from here only, never from one another (a script is no library).
 
 Each step runs the real command line (`ramp ...`, `halo ...`) in a subprocess; its wall time goes to
 the job's state.json, and a step whose output exists is skipped when the script is re-run, so a
@@ -122,7 +123,8 @@ def base_gguf(model: str, work: Path) -> Path:
 
 
 def model_spec(name: str) -> str:
-    """Short names of the two offline models; anything else is passed to --model as is."""
+    """Short names of the two offline models; anything else is passed to --model as is.  Every script takes the
+    same names, so their results files and work folders are tagged alike."""
     if name == "smollm2-135m":
         return "default"
     if name == "gemma3-270m":

@@ -70,8 +70,10 @@ def main() -> None:
     variants = [(v.split(":") + ["reward", "ppl"][len(v.split(":")) - 2:])[:4] for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     episodes = 4 if args.quick else args.episodes
-    search_args = ["--episodes", str(episodes), *(["--eval-samples", "2", "--eval-seq-len", "64"] if args.quick else [])]
-    sac_quick = ["--warmup-episodes", "2", "--updates-per-episode", "2"] if args.quick else []  # SAC's own options
+    search_args = ["--episodes", str(episodes), *(
+        ["--eval-samples", "2", "--eval-seq-len", "64"] if args.quick else [])]
+    # SAC's own options: `ramp search` refuses them for --algo ppo, greedy or uniform
+    sac_quick = ["--warmup-episodes", "2", "--updates-per-episode", "2"] if args.quick else []
     cal = steps.work / "calibration"
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")

