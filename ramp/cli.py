@@ -9,6 +9,9 @@ from ramputils.errors import run_cli
 
 from .config.options import add_arguments
 
+# the search options `ramp transfer` shares (the same flags, help and defaults; `ramp.transfer` takes them as keywords)
+TRANSFER_OPTIONS = ("budget", "ceiling", "nominal_bits", "eval_samples", "eval_seq_len", "imatrix", "scale_fold")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="ramp", description=__doc__)
@@ -44,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--calibration", default=None, help="the target's calibration artifact (default: calibrate)")
     tr.add_argument("--no-eval", action="store_true", help="skip scoring the allocation")
     tr.add_argument("--seed", type=int, default=0, help="seed of the target's calibration and evaluation windows")
-    add_arguments(tr, ("budget", "ceiling", "nominal_bits", "eval_samples", "eval_seq_len", "imatrix", "scale_fold"))
+    add_arguments(tr, TRANSFER_OPTIONS)
     tr.add_argument("--export", type=Path, default=None, help="also write the allocation as this GGUF")
 
     ev = sub.add_parser("evaluate", help="score an allocation (evaluator) or a GGUF file (llama.cpp)")
@@ -96,12 +99,9 @@ def _transfer(args) -> int:
 
     from ramp.api import transfer
 
-    given = vars(args)
-    result = transfer(args.policy, args.target, args.out, budget=given.get("budget"), ceiling=given.get("ceiling"),
-                      nominal_bits=given.get("nominal_bits", False), calibration=args.calibration,
-                      evaluate=not args.no_eval, eval_samples=given.get("eval_samples"),
-                      eval_seq_len=given.get("eval_seq_len"), imatrix=given.get("imatrix", True),
-                      scale_fold=given.get("scale_fold", False), seed=args.seed, export=args.export)
+    given = {k: v for k, v in vars(args).items() if k in TRANSFER_OPTIONS}  # unset: the API's defaults
+    result = transfer(args.policy, args.target, args.out, calibration=args.calibration, evaluate=not args.no_eval,
+                      seed=args.seed, export=args.export, **given)
     print(json.dumps(result.summary))
     return 0
 
@@ -123,8 +123,8 @@ def _evaluate(args) -> int:
 
         given = vars(args)
         windows = eval_windows(eval_samples=given.get("eval_samples"), eval_seq_len=given.get("eval_seq_len"))
-        result = score_allocation(args.what, args.model, args.calibration, windows, given.get("imatrix", True),
-                                  given.get("scale_fold", False))
+        switches = {k: given[k] for k in ("imatrix", "scale_fold") if k in given}  # unset: score_allocation's
+        result = score_allocation(args.what, args.model, args.calibration, windows, **switches)
     print(json.dumps(result))
     return 0
 

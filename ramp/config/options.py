@@ -15,7 +15,7 @@ from ramputils.errors import UserError
 
 from .agents import PPOConfig
 from .dynaquant import FORMATS, check_format
-from .search import ALGOS, DEFAULT_ACTIONS, REWARDS, BudgetOptions, EvalWindows, SearchConfig
+from .search import DEFAULT_ACTIONS, BudgetOptions, EvalWindows, SearchConfig
 
 # DynaQuant's loop pays a reward every step and updates after every episode (its paper's settings)
 DYNAQUANT_PPO = {"gamma": 0.99, "lam": 0.95, "episodes_per_update": 1}
@@ -176,10 +176,12 @@ def search_config(**options) -> SearchConfig:
 
 def check(config: SearchConfig) -> None:
     """Refuse what cannot run as asked (an unknown name, an option the chosen method would ignore)."""
-    if config.algo not in ALGOS:
-        raise UserError(f"unknown --algo {config.algo!r}; use one of {', '.join(ALGOS)}")
-    if config.reward not in REWARDS:
-        raise UserError(f"unknown --reward {config.reward!r}; use one of {', '.join(REWARDS)}")
+    table = option_table()
+    for name, (section, f) in table.items():  # every field with choices: --algo, --reward, --quality, ...
+        choices = f.metadata["option"]["choices"]
+        value = getattr(getattr(config, section) if section else config, f.name)
+        if choices and value not in choices:
+            raise UserError(f"unknown {flag(name, table)} {value!r}; use one of {', '.join(choices)}")
     if config.reward == "dynaquant" and config.algo != "ppo":
         raise UserError(f"--reward dynaquant is DynaQuant's PPO mode: use --algo ppo (got --algo {config.algo})")
     if config.workers and (config.algo != "sac" or config.reward == "dynaquant"):
@@ -194,9 +196,3 @@ def check(config: SearchConfig) -> None:
             raise UserError("the DynaQuant formats must be the --actions")
     elif not all(isinstance(b, int) for b in config.actions):
         raise UserError(f"--actions must be bit widths, got {list(config.actions)}")
-    table = option_table()
-    for name, (section, f) in table.items():
-        choices = f.metadata["option"]["choices"]
-        value = getattr(getattr(config, section) if section else config, f.name)
-        if choices and value not in choices:
-            raise UserError(f"unknown {flag(name, table)} {value!r}; use one of {', '.join(choices)}")
