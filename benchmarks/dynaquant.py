@@ -157,10 +157,12 @@ def _cpp_rows(steps, spec, mixes, work, chunks, limit, quick) -> list[dict]:
                                         chunks, bench_args)
         rows.append(_cpp_row(f"{label} exported", report))
         out = work / f"greedy-{seed}"
-        out.mkdir(exist_ok=True)
-        measured = sorted((ROOT / "runs" / "pareto").glob(f"{work.name}*/greedy-*/sensitivity.json"))
-        if measured and not quick and not (out / "sensitivity.json").exists():
-            shutil.copy(measured[0], out / "sensitivity.json")  # same model and calibration settings
+        for table in (ROOT / "runs" / "pareto" / work.name / "calibration" / "sensitivity").glob("*.json"):
+            # tables the Pareto run measured: each is keyed by its calibration and settings, so one made with
+            # other settings is never read
+            (cal / "sensitivity").mkdir(exist_ok=True)
+            if not (cal / "sensitivity" / table.name).exists():
+                shutil.copy(table, cal / "sensitivity" / table.name)
         steps.run(f"greedy-{seed}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy", "--actions",
                                      "3,4,5,6", "--target-size", str(report["size_bytes"]), "--calibration", cal,
                                      *(["--eval-samples", "2", "--eval-seq-len", "64"] if quick else []),

@@ -22,7 +22,6 @@ Results: benchmarks/results/pareto_<model>.{json,md,png} (`_quick` for --quick).
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -151,10 +150,7 @@ def main() -> None:
         here = label in selected
         out, row = work / f"greedy-{label}", f"greedy @ {label}"
         if wanted("greedy", row) and here:
-            out.mkdir(exist_ok=True)
-            measured = sorted(work.glob("greedy-*/sensitivity.json"))
-            if measured and not (out / "sensitivity.json").exists():  # measured once, reused per budget
-                shutil.copy(measured[0], out / "sensitivity.json")
+            # the sensitivities are measured once, cached beside the calibration, and reused for every budget
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
                                                  "--target-size", str(size), "--calibration", cal, *search,
                                                  "--out", out], out / "summary.json")

@@ -123,3 +123,22 @@ def test_ray_workers_quick(tiny, tmp_path):
     assert ray_row["workers"] == 2 and ray_row["episodes_per_minute"] > 0 and 0 <= ray_row["learner_wait_share"] <= 1
     assert result["rows"]["in-process"]["speedup"] == 1.0
     assert "| ray-2 |" in (tmp_path / "ray_workers_tiny_quick.md").read_text()
+
+
+def test_sensitivity_quick(tiny, tmp_path):
+    argv = ("sensitivity.py", "--quick", "--model", tiny, "--methods", "fisher,measured", "--measure-blocks", "0",
+            "--work", tmp_path / "work", "--out", tmp_path)
+    _script(*argv)
+    result = json.loads((tmp_path / "sensitivity_tiny_quick.json").read_text())
+    assert set(result["rows"]) == {"fisher @ 4.0 bpw", "fisher @ 5.0 bpw"}
+    for row in result["rows"].values():   # each knapsack file ran in llama.cpp and kept to its budget
+        assert math.isfinite(row["ppl"]) and row["kld"] >= 0 and row["bpw"] > 0
+    fisher, measured = result["methods"]["fisher"], result["methods"]["measured"]
+    assert fisher["evaluations"] == 0 and 0 < fisher["seconds"] < fisher["search_seconds"]
+    assert measured["evaluations"] > 0 and measured["full_evaluations"] > measured["evaluations"]
+    by_role = result["correlation"]["fisher"]   # over the 7 layers of block 0 that were measured
+    assert by_role["all"]["pairs"] == 28 and -1 <= by_role["all"]["spearman"] <= 1
+    assert "| fisher | all | 28 |" in (tmp_path / "sensitivity_tiny_quick.md").read_text()
+    mtime = (tmp_path / "work" / "tiny_quick" / "fisher-4.0bpw.gguf").stat().st_mtime
+    _script(*argv)   # a re-run resumes: no search, export or bench again
+    assert (tmp_path / "work" / "tiny_quick" / "fisher-4.0bpw.gguf").stat().st_mtime == mtime

@@ -29,6 +29,9 @@ USED_BY = {
     "budget_mode": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, whose reward prices memory itself"),
     "quality": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, which has its own reward terms"),
     "ray_address": (lambda c: c.workers > 0, "for Ray workers: use it with --workers N"),
+    "sensitivity": (lambda c: c.algo == "greedy", "a knapsack setting: use it with --algo greedy"),
+    "fisher_samples": (lambda c: c.algo == "greedy" and c.sensitivity == "fisher",
+                       "a Fisher setting: use it with --algo greedy --sensitivity fisher"),
 }
 
 

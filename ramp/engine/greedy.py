@@ -1,23 +1,23 @@
-"""The sensitivity baseline (`ramp search --algo greedy`): measure each layer alone, then solve the budget exactly.
+"""The sensitivity baseline (`ramp search --algo greedy`): each layer's cost alone, then the budget solved exactly.
 
 Sensitivity of layer i at bit width b = KL divergence from the base model when only layer i is
-quantized (at b's real type) and every other layer keeps its base weights, measured by the same
-evaluator as the search.  Assuming the damage adds up over layers, the best allocation within the
+quantized (at b's real type) and every other layer keeps its base weights: measured by the same
+evaluator as the search, or estimated (`--sensitivity fisher|noise`, see `ramp.sensitivity`).  Assuming the damage adds up over layers, the best allocation within the
 budget is a multiple-choice knapsack: minimise the summed sensitivity subject to the summed cost
 (real bytes, or nominal bits x weights) staying within the budget.  It is solved exactly by dynamic
 programming over the cost: exactly when the costs' common divisor leaves at most `MAX_UNITS` steps,
 else discretised to `MAX_UNITS` steps rounding every cost up, so the answer is always within budget.
-Sensitivities are saved (sensitivity.json) and reused for any budget.
+The table is cached beside the calibration and reused for any budget; the run folder gets a copy
+(sensitivity.json).
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
-from tqdm.auto import tqdm
 
 from halo import allocation as alloc_mod
+from ramputils.atomic import write_json
 from ramputils.errors import UserError
+
+from .. import sensitivity
 
 MAX_UNITS = 200_000
 
@@ -53,27 +53,6 @@ def solve_knapsack(costs: np.ndarray, weights: np.ndarray, capacity: float) -> l
     return choice[::-1]
 
 
-def measure_sensitivity(ctx, path: Path) -> dict:
-    """{layer gguf_name: {bits: KLD}} with only that layer quantized; resumes from `path`."""
-    table = json.loads(path.read_text()) if path.exists() else {}
-    todo = [(layer, bits) for layer in ctx.layers for bits in ctx.config.actions
-            if str(bits) not in table.get(layer.gguf_name, {})]
-    done_types = {}
-    for layer, bits in tqdm(todo, desc="sensitivity", unit="eval"):
-        alloc = alloc_mod.resolve([layer], [bits])
-        qtype = alloc.choices[0].actual
-        key = (layer.gguf_name, qtype)
-        if key not in done_types:  # two bit widths can fall back to one type: measure it once
-            types = [None] * len(ctx.layers)
-            types[layer.index] = qtype
-            done_types[key] = ctx.evaluator.evaluate(types).kld
-        table.setdefault(layer.gguf_name, {})[str(bits)] = done_types[key]
-        if len(done_types) % 20 == 0:
-            path.write_text(json.dumps(table))
-    path.write_text(json.dumps(table))
-    return table
-
-
 def allocate(layers, actions, sensitivity: dict, budget) -> list[int]:
     """The knapsack allocation for one budget (sensitivities measured once, reused for any budget)."""
     costs = np.array([[sensitivity[layer.gguf_name][str(b)] for b in actions] for layer in layers])
@@ -88,7 +67,10 @@ def allocate(layers, actions, sensitivity: dict, budget) -> list[int]:
 
 
 def train(ctx, resume: bool = False) -> dict:
-    """Measure (or finish measuring: sensitivity.json is resumed either way), then solve for the budget."""
-    sensitivity = measure_sensitivity(ctx, ctx.out / "sensitivity.json")
-    bits = allocate(ctx.layers, list(ctx.config.actions), sensitivity, ctx.budget)
-    return {"allocations": {"best": bits}, "chosen": "best"}
+    """The sensitivity table (cached beside the calibration, resumed when unfinished; a copy goes to the run's
+    sensitivity.json), then the knapsack for the budget."""
+    record = sensitivity.table(ctx, ctx.config.sensitivity)
+    write_json(ctx.out / "sensitivity.json", record.to_json())
+    bits = allocate(ctx.layers, list(ctx.config.actions), record.table, ctx.budget)
+    return {"allocations": {"best": bits}, "chosen": "best",
+            "sensitivity": {"method": record.method, "seconds": record.seconds, "evaluations": record.evaluations}}

@@ -118,10 +118,11 @@ class Evaluator:
         return float(nll.sum()), float(kl.sum())
 
     @torch.no_grad()
-    def evaluate(self, types) -> EvalResult:
-        """PPL and KLD (vs the base model) of the allocation `types`: a GGUF type or None per layer."""
+    def evaluate(self, types, weights: dict | None = None) -> EvalResult:
+        """PPL and KLD (vs the base model) of the allocation `types`: a GGUF type or None per layer; `weights`
+        ({layer index: tensor}) puts arbitrary weights into those layers instead (the noise sensitivities)."""
         start = time.perf_counter()
-        self.cache.apply(types)
+        self.cache.apply(types, weights)
         try:
             nll = kld = 0.0
             for batch, base_logits, base_lse in zip(self._batches(), self.base_logits, self.base_lse):

@@ -184,12 +184,16 @@ class WeightCache:
             self._weight(index), qtype, self._imatrix(index))
         return self._tensor(decode(data, qtype, shape), self.device)
 
-    def apply(self, types) -> None:
-        """Put an allocation's weights into the model: one type (or None = base weights) per layer."""
+    def apply(self, types, weights: dict | None = None) -> None:
+        """Put an allocation's weights into the model: one type (or None = base weights) per layer; `weights`
+        ({layer index: tensor of the layer's shape}) replaces those layers' weights outright."""
         types = list(types)
         if len(types) != len(self.layers):
             raise UserError(f"the allocation has {len(types)} entries but there are {len(self.layers)} layers")
         swapped = [self.base[i] if qtype is None else self.weights(i, QType(qtype)) for i, qtype in enumerate(types)]
+        for i, tensor in (weights or {}).items():
+            assert tuple(tensor.shape) == tuple(self.base[i].shape), (i, tensor.shape, self.base[i].shape)
+            swapped[i] = tensor.to(device=self.device, dtype=self.dtype)
         for i, tensor in enumerate(swapped):
             if self.hooks[i] is None:
                 self.modules[i].weight.data = tensor
