@@ -65,36 +65,44 @@ def main() -> None:
         saved = json.loads(earlier.read_text())   # rows and costs of methods measured before stay
         result["rows"], result["methods"] = saved.get("rows", {}), saved.get("methods", {})
 
+    allocations = {}   # (method, budget label) -> its run folder: every table and allocation first, benches last
     for method in methods:
         if method == "measured" and blocks is not None:
             continue   # its allocations need the whole table: the Pareto rows stand for them
         first = None
         for label, budget in budgets.items():
-            key, out = f"{method}-{label.replace(' ', '')}", work / f"{method}-{label.replace(' ', '')}"
+            key = f"{method}-{label.replace(' ', '')}"
+            out = allocations[method, label] = work / key
             if first is None:   # one real search: it computes (or reuses) the table and times the whole command
                 steps.run(f"search_{key}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
                                             "--sensitivity", method, *budget, "--calibration", cal, *search,
                                             "--out", out], out / "summary.json")
                 first = (out, budget)
                 result["methods"][method] = _table_cost(out, steps.seconds[f"search_{key}"])
-            else:   # the same table, the knapsack solved for another budget (what a search there would write)
+            elif not (out / "allocation.json").exists():   # the same table, the knapsack for another budget
                 _knapsack(cal, *first, budget, out)
-            report = steps.export_and_bench(key, spec, ["--allocation", out / "allocation.json"], cal, base,
-                                            work / f"{key}.gguf", chunks)
-            result["rows"][f"{method} @ {label}"] = _row(method, label, report)
-            _save(args.out / name, result)
     if blocks is not None and "measured" in methods:
         result["methods"]["measured"] = _measure_blocks(spec, cal, blocks, search)
-    for label in budgets:
-        row = pareto.get("rows", {}).get(f"greedy @ {label}")
-        if row is not None and f"measured @ {label}" not in result["rows"]:
-            result["rows"][f"measured @ {label}"] = {k: row[k] for k in ("size_bytes", "bpw", "ppl", "kld", "same_top")} \
-                | {"method": "measured", "budget": label, "source": f"{pareto_path.name} (greedy @ {label})"}
     tables = {m: json.loads(p.read_text()) for m in METHODS for p in sorted((cal / "sensitivity").glob(f"{m}-*.json"))}
     if "measured" in tables:
         for method in (m for m in tables if m != "measured"):
             result["correlation"][method] = correlations(tables[method]["table"], tables["measured"]["table"],
                                                          _roles(cal))
+    for label in budgets:
+        row = pareto.get("rows", {}).get(f"greedy @ {label}")
+        if row is not None and f"measured @ {label}" not in result["rows"]:
+            result["rows"][f"measured @ {label}"] = {k: row[k] for k in ("size_bytes", "bpw", "ppl", "kld", "same_top")} \
+                | {"method": "measured", "budget": label, "source": f"{pareto_path.name} (greedy @ {label})"}
+    _save(args.out / name, result)
+    for (method, label), out in allocations.items():   # the long part: each file in llama.cpp, saved as it lands
+        key = out.name
+        report = steps.export_and_bench(key, spec, ["--allocation", out / "allocation.json"], cal, base,
+                                        work / f"{key}.gguf", chunks)
+        result["rows"][f"{method} @ {label}"] = _row(method, label, report)
+        exact = allocations.get(("measured", label))
+        if exact is not None:
+            result["rows"][f"{method} @ {label}"]["same_as_measured"] = _bits(out) == _bits(exact)
+        _save(args.out / name, result)
     _save(args.out / name, result)
     print(_markdown(result))
 
@@ -144,6 +152,10 @@ def _knapsack(cal: Path, first: Path, first_budget: list, budget: list, out: Pat
     out.mkdir(parents=True, exist_ok=True)
     alloc_mod.save(alloc_mod.resolve(layers, bits, {"method": "greedy", "budget": {"target": target.target},
                                                     "from": str(first)}), out / "allocation.json")
+
+
+def _bits(out: Path) -> list:
+    return [layer["bits"] for layer in json.loads((out / "allocation.json").read_text())["layers"]]
 
 
 def _table_cost(out: Path, search_seconds: float) -> dict:
