@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--measure-blocks", default="all", help="blocks whose exact table is measured (all: every one)")
     parser.add_argument("--max-chunks", type=int, default=40)
+    parser.add_argument("--bench-budgets", default="all",
+                        help="budgets whose files are benched in llama.cpp, in this order (all, none, or labels)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "sensitivity", help="files and searches go here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -57,7 +59,8 @@ def main() -> None:
                else {"4.0 bpw": ["--budget", "4.0"], "5.0 bpw": ["--budget", "5.0"]})
     blocks = None if args.measure_blocks == "all" else {int(b) for b in args.measure_blocks.split(",")}
     result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": pareto.get("budgets", budgets),
-              "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows", "measure_blocks": args.measure_blocks,
+              "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows",
+              "measure_blocks": args.measure_blocks,
               "base_note": "KLD and PPL against the source GGUF's dequantized weights (a re-quantized 4-bit file)",
               "methods": {}, "rows": {}, "correlation": {}, "seconds": steps.seconds}
     earlier = args.out / f"{name}.json"
@@ -91,10 +94,13 @@ def main() -> None:
     for label in budgets:
         row = pareto.get("rows", {}).get(f"greedy @ {label}")
         if row is not None and f"measured @ {label}" not in result["rows"]:
-            result["rows"][f"measured @ {label}"] = {k: row[k] for k in ("size_bytes", "bpw", "ppl", "kld", "same_top")} \
-                | {"method": "measured", "budget": label, "source": f"{pareto_path.name} (greedy @ {label})"}
+            keep = ("size_bytes", "bpw", "ppl", "kld", "same_top")
+            result["rows"][f"measured @ {label}"] = {k: row[k] for k in keep} | {
+                "method": "measured", "budget": label, "source": f"{pareto_path.name} (greedy @ {label})"}
     _save(args.out / name, result)
-    for (method, label), out in allocations.items():   # the long part: each file in llama.cpp, saved as it lands
+    order = list(budgets) if args.bench_budgets == "all" else [b for b in args.bench_budgets.split(",") if b in budgets]
+    for method, label in [(m, b) for b in order for m in methods if (m, b) in allocations]:
+        out = allocations[method, label]   # the long part: each file in llama.cpp, saved as it lands
         key = out.name
         report = steps.export_and_bench(key, spec, ["--allocation", out / "allocation.json"], cal, base,
                                         work / f"{key}.gguf", chunks)
@@ -129,7 +135,8 @@ def _measure_blocks(spec: str, cal: Path, blocks: set, search: list) -> dict:
     per_eval = record.seconds / max(record.evaluations, 1)
     return {"seconds": record.seconds, "evaluations": record.evaluations, "full_evaluations": types,
             "full_seconds_estimate": per_eval * types, "wall_seconds": time.perf_counter() - started,
-            "note": f"blocks {sorted(blocks)} only; the full table's time is estimated at {per_eval:.2f} s an evaluation"}
+            "note": f"blocks {sorted(blocks)} only; the full table's time is estimated at {per_eval:.2f} s an "
+                    "evaluation"}
 
 
 def _knapsack(cal: Path, first: Path, first_budget: list, budget: list, out: Path) -> None:
@@ -206,7 +213,8 @@ def _markdown(result: dict) -> str:
         if "note" in cost:
             lines.append(f"| {method} (full, estimated) | {cost['full_seconds_estimate']:.0f} | "
                          f"{cost['full_evaluations']} | |")
-    lines += ["", "## Rank agreement with the measured table", "", "| method | role | pairs | Spearman | Pearson (log) |",
+    lines += ["", "## Rank agreement with the measured table", "",
+              "| method | role | pairs | Spearman | Pearson (log) |",
               "|---|---|---|---|---|"]
     for method, by_role in result["correlation"].items():
         for role, c in by_role.items():
@@ -221,8 +229,8 @@ def _markdown(result: dict) -> str:
             if row is None:
                 continue
             ratio = row["kld"] / exact["kld"] if exact and exact.get("kld") and row.get("kld") is not None else math.nan
-            lines.append(f"| {label} | {method} | {row['size_bytes'] / 1e6:.2f} | {row['ppl']:.3f} | {row['kld']:.4f} | "
-                         f"{row['same_top']:.4f} | {ratio:.3f} |")
+            lines.append(f"| {label} | {method} | {row['size_bytes'] / 1e6:.2f} | {row['ppl']:.3f} | "
+                         f"{row['kld']:.4f} | {row['same_top']:.4f} | {ratio:.3f} |")
     return "\n".join(lines) + "\n"
 
 

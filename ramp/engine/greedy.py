@@ -2,13 +2,13 @@
 
 Sensitivity of layer i at bit width b = KL divergence from the base model when only layer i is
 quantized (at b's real type) and every other layer keeps its base weights: measured by the same
-evaluator as the search, or estimated (`--sensitivity fisher|noise`, see `ramp.sensitivity`).  Assuming the damage adds up over layers, the best allocation within the
-budget is a multiple-choice knapsack: minimise the summed sensitivity subject to the summed cost
-(real bytes, or nominal bits x weights) staying within the budget.  It is solved exactly by dynamic
-programming over the cost: exactly when the costs' common divisor leaves at most `MAX_UNITS` steps,
-else discretised to `MAX_UNITS` steps rounding every cost up, so the answer is always within budget.
-The table is cached beside the calibration and reused for any budget; the run folder gets a copy
-(sensitivity.json).
+evaluator as the search, or estimated (`--sensitivity fisher|noise`, see `ramp.sensitivity`).
+Assuming the damage adds up over layers, the best allocation within the budget is a multiple-choice
+knapsack: minimise the summed sensitivity subject to the summed cost (real bytes, or nominal bits x
+weights) staying within the budget.  It is solved exactly by dynamic programming over the cost:
+exactly when the costs' common divisor leaves at most `MAX_UNITS` steps, else discretised to
+`MAX_UNITS` steps rounding every cost up, so the answer is always within budget.  The table is cached
+beside the calibration and reused for any budget; the run folder gets a copy (sensitivity.json).
 """
 
 import numpy as np
