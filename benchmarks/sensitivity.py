@@ -85,7 +85,7 @@ def main() -> None:
             elif not (out / "allocation.json").exists():   # the same table, the knapsack for another budget
                 _knapsack(cal, *first, budget, out)
     if blocks is not None and "measured" in methods:
-        result["methods"]["measured"] = _measure_blocks(spec, cal, blocks, search)
+        result["methods"]["measured"] = _measure_blocks(spec, cal, blocks, search, result["methods"].get("measured"))
     tables = {m: json.loads(p.read_text()) for m in METHODS for p in sorted((cal / "sensitivity").glob(f"{m}-*.json"))}
     if "measured" in tables:
         for method in (m for m in tables if m != "measured"):
@@ -113,8 +113,14 @@ def main() -> None:
     print(_markdown(result))
 
 
-def _measure_blocks(spec: str, cal: Path, blocks: set, search: list) -> dict:
-    """The exact table for the layers of `blocks` only, in this process, into the same cache a full run resumes."""
+def _measure_blocks(spec: str, cal: Path, blocks: set, search: list, earlier: dict | None) -> dict:
+    """The exact table for the layers of `blocks` only, in this process, into the same cache a full run resumes
+    (`earlier`: what a previous run of this script reported, kept when its table holds those blocks already)."""
+    layers = json.loads((cal / "manifest.json").read_text())["layers"]
+    wanted = {row["gguf_name"] for row in layers if row["block"] in blocks}
+    for path in (cal / "sensitivity").glob("measured-*.json"):
+        if earlier and wanted <= set(json.loads(path.read_text())["table"]):
+            return earlier
     from ramp.config.options import search_config
     from ramp.engine.context import prepare
     from ramp.sensitivity import cache, measured
@@ -175,19 +181,24 @@ def _roles(cal: Path) -> dict:
 
 
 def correlations(estimate: dict, exact: dict, roles: dict) -> dict:
-    """Spearman and Pearson (log values) over the pairs both tables hold, overall and within each role."""
+    """Against the pairs the measured table holds, overall and within each role: Spearman over every pair (a
+    type that reproduces the source's grid costs exactly 0 in both, a tie), and over the pairs above 0 in both
+    with Pearson of their log values."""
     from scipy.stats import pearsonr, spearmanr
 
     pairs = [(roles[layer], estimate[layer][bits], value) for layer, row in exact.items()
              for bits, value in row.items() if layer in estimate]
     out = {}
     for role in ("all", *ROLES):
-        picked = [(e, m) for r, e, m in pairs if role in ("all", r) and e > 0 and m > 0]
-        if len(picked) < 3:
+        every = np.array([(e, m) for r, e, m in pairs if role in ("all", r)])
+        positive = every[(every > 0).all(axis=1)] if len(every) else every
+        if len(positive) < 3:
             continue
-        e, m = np.log(np.array(picked)).T
-        out[role] = {"pairs": len(picked), "spearman": float(spearmanr(e, m).statistic),
-                     "pearson_log": float(pearsonr(e, m).statistic)}
+        out[role] = {"pairs": len(every), "spearman": float(spearmanr(every[:, 0], every[:, 1]).statistic),
+                     "positive_pairs": len(positive),
+                     "spearman_positive": float(spearmanr(positive[:, 0], positive[:, 1]).statistic),
+                     "pearson_log": float(pearsonr(*np.log(positive).T).statistic),
+                     "zero_in_both": int(((every == 0).all(axis=1)).sum())}
     return out
 
 
@@ -214,11 +225,12 @@ def _markdown(result: dict) -> str:
             lines.append(f"| {method} (full, estimated) | {cost['full_seconds_estimate']:.0f} | "
                          f"{cost['full_evaluations']} | |")
     lines += ["", "## Rank agreement with the measured table", "",
-              "| method | role | pairs | Spearman | Pearson (log) |",
-              "|---|---|---|---|---|"]
+              "| method | role | pairs | Spearman | pairs > 0 | Spearman (> 0) | Pearson (log, > 0) | 0 in both |",
+              "|---|---|---|---|---|---|---|---|"]
     for method, by_role in result["correlation"].items():
         for role, c in by_role.items():
-            lines.append(f"| {method} | {role} | {c['pairs']} | {c['spearman']:.3f} | {c['pearson_log']:.3f} |")
+            lines.append(f"| {method} | {role} | {c['pairs']} | {c['spearman']:.3f} | {c['positive_pairs']} | "
+                         f"{c['spearman_positive']:.3f} | {c['pearson_log']:.3f} | {c['zero_in_both']} |")
     lines += ["", "## Knapsack allocations in llama.cpp", "", "| budget | method | size MB | PPL | KLD | same-top | "
               "KLD / measured |", "|---|---|---|---|---|---|---|"]
     rows = result["rows"]
