@@ -164,7 +164,8 @@ def _cpp_rows(steps, spec, mixes, work, chunks, limit, quick) -> list[dict]:
             if not (cal / "sensitivity" / table.name).exists():
                 shutil.copy(table, cal / "sensitivity" / table.name)
         steps.run(f"greedy-{seed}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy", "--actions",
-                                     "3,4,5,6", "--target-size", str(report["size_bytes"]), "--calibration", cal,
+                                     "3,4,5,6", "--sensitivity", "measured", "--target-size", str(report["size_bytes"]),
+                                     "--calibration", cal,
                                      *(["--eval-samples", "2", "--eval-seq-len", "64"] if quick else []),
                                      "--out", out], out / "summary.json")
         report = steps.export_and_bench(f"greedy-{seed}", spec, ["--allocation", out / "allocation.json"], cal, base,

@@ -150,10 +150,10 @@ def main() -> None:
         here = label in selected
         out, row = work / f"greedy-{label}", f"greedy @ {label}"
         if wanted("greedy", row) and here:
-            # the sensitivities are measured once, cached beside the calibration, and reused for every budget
+            # the exact table (its rows stay what they were), measured once beside the calibration, for every budget
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
-                                                 "--target-size", str(size), "--calibration", cal, *search,
-                                                 "--out", out], out / "summary.json")
+                                                 "--sensitivity", "measured", "--target-size", str(size),
+                                                 "--calibration", cal, *search, "--out", out], out / "summary.json")
         report = measure(f"greedy-{label}", wanted("greedy", row) and here, ["--allocation", out / "allocation.json"])
         keep(row, "greedy", report, label)
         if label in fold_budgets:  # C3: the same allocation, scale folding on

@@ -59,7 +59,7 @@ def main() -> None:
         out = work / algo
         steps.run(f"search_{algo}", [BIN / "ramp", "search", "--model", args.model, "--algo", algo,
                                      "--calibration", cal, "--seed", str(args.seed), "--out", out, *small,
-                                     *(episodes if algo == "sac" else [])],
+                                     *(episodes if algo == "sac" else ["--sensitivity", "measured"])],
                   out / "summary.json")
         rows[algo] = steps.export_and_bench(algo, args.model, ["--allocation", out / "allocation.json"], cal, base,
                                             work / f"{algo}.gguf", chunks)
