@@ -117,3 +117,9 @@ def test_sensitivity_options_are_checked(argv, message, tmp_path, capsys):
     assert run_cli(ramp_main, ["search", *argv, "--out", str(tmp_path / "x")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_every_sensitivity_choice_has_a_method():
+    from ramp.config.search import SENSITIVITIES, SearchConfig
+
+    assert set(SENSITIVITIES) == set(sensitivity._COMPUTE) and SearchConfig().sensitivity == "fisher"

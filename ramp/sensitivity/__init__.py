@@ -1,8 +1,8 @@
 """Per-layer sensitivities: what quantizing one layer alone at one width costs, in KL divergence from the base.
 
-Three ways to get the table (`ramp search --algo greedy --sensitivity ...`), from exact to cheap:
-`measured` (one evaluator pass per layer and width), `noise` (one pass per layer) and `fisher` (one backward
-pass over calibration text).  Every table is cached beside the calibration (`ramp.sensitivity.cache`).
+Three ways to get the table (`ramp search --algo greedy --sensitivity ...`): `fisher` (the default: one backward
+pass over calibration text), `measured` (one evaluator pass per layer and width, exact) and `noise` (one pass per
+layer).  Every table is cached beside the calibration (`ramp.sensitivity.cache`).
 """
 
 import sys
@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from . import cache, fisher, measured, noise
 
-METHODS = ("measured", "fisher", "noise")
-_COMPUTE = {"measured": measured.measure, "fisher": fisher.estimate, "noise": noise.estimate}
+# one per name of ramp.config.search.SENSITIVITIES (the --sensitivity choices)
+_COMPUTE = {"fisher": fisher.estimate, "measured": measured.measure, "noise": noise.estimate}
 
 
 def table(ctx, method: str) -> cache.Record:
