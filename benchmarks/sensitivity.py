@@ -154,7 +154,8 @@ def _knapsack(cal: Path, first: Path, first_budget: list, budget: list, out: Pat
     from ramp.mdp.budget import make_budget
 
     layers, summary = artifact.read(cal).layers, json.loads((first / "summary.json").read_text())
-    table, actions = json.loads((first / "sensitivity.json").read_text())["table"], [3, 4, 5, 6]
+    record = json.loads((first / "sensitivity.json").read_text())
+    table, actions = record["table"], record["settings"]["actions"]
     params = sum(layer.params for layer in layers)
     if budget[0] == "--target-size":
         other = int(round(int(first_budget[1]) - summary["budget"]["target"] * params / 8))

@@ -184,6 +184,11 @@ class WeightCache:
             self._weight(index), qtype, self._imatrix(index))
         return self._tensor(decode(data, qtype, shape), self.device)
 
+    def error(self, index: int, qtype: QType) -> torch.Tensor:
+        """Layer `index`'s quantization error in `qtype` (llama.cpp's weights minus the base), float64 on the CPU."""
+        base = self.base[index].detach().to("cpu", torch.float64)
+        return self.weights(index, qtype).detach().to("cpu", torch.float64) - base
+
     def apply(self, types, weights: dict | None = None) -> None:
         """Put an allocation's weights into the model: one type (or None = base weights) per layer; `weights`
         ({layer index: tensor of the layer's shape}) replaces those layers' weights outright."""

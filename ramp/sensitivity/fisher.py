@@ -94,8 +94,7 @@ def moments(model, layers, windows: torch.Tensor, seed: int, device="cpu", progr
 
 def predicted(cache, index: int, qtype, g: torch.Tensor, a: torch.Tensor) -> float:
     """0.5 * sum_ij G_i A_j dW_ij^2 for layer `index` at `qtype`."""
-    base = cache.base[index].detach().to("cpu", torch.float64)
-    error = cache.weights(index, qtype).detach().to("cpu", torch.float64) - base
+    error = cache.error(index, qtype)
     assert error.shape == (g.numel(), a.numel()), (error.shape, g.shape, a.shape)
     return float(0.5 * (g @ (error * error) @ a))
 

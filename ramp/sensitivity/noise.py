@@ -20,9 +20,7 @@ SAVE_EVERY = 20
 
 
 def relative_error(cache, index: int, qtype) -> float:
-    base = cache.base[index].detach().to("cpu", torch.float64)
-    error = cache.weights(index, qtype).detach().to("cpu", torch.float64) - base
-    return float(error.norm() / base.norm())
+    return float(cache.error(index, qtype).norm() / cache.base[index].detach().to("cpu", torch.float64).norm())
 
 
 def noisy_weight(cache, index: int, scale: float, seed: int) -> torch.Tensor:
