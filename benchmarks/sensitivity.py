@@ -67,6 +67,8 @@ def main() -> None:
     if earlier.exists():
         saved = json.loads(earlier.read_text())   # rows and costs of methods measured before stay
         result["rows"], result["methods"] = saved.get("rows", {}), saved.get("methods", {})
+        if "measured" not in methods:   # what the measured table gave stays: this run has none to compare with
+            result["correlation"], result["measure_blocks"] = saved.get("correlation", {}), saved.get("measure_blocks")
 
     allocations = {}   # (method, budget label) -> its run folder: every table and allocation first, benches last
     for method in methods:
