@@ -163,7 +163,7 @@ def _cpp_rows(steps, spec, mixes, work, chunks, limit, quick) -> list[dict]:
             (cal / "sensitivity").mkdir(exist_ok=True)
             if not (cal / "sensitivity" / table.name).exists():
                 shutil.copy(table, cal / "sensitivity" / table.name)
-        steps.run(f"greedy-{seed}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy", "--actions",
+        steps.run(f"greedy-{seed}", [BIN / "ramp", "search", "--model", spec, "--algo", "knapsack", "--actions",
                                      "3,4,5,6", "--sensitivity", "measured", "--target-size", str(report["size_bytes"]),
                                      "--calibration", cal,
                                      *(["--eval-samples", "2", "--eval-seq-len", "64"] if quick else []),

@@ -1,7 +1,7 @@
 """The Pareto benchmark: every method as an exported GGUF measured in llama.cpp, at several file sizes.
 
     python benchmarks/pareto.py [--model smollm2-135m|gemma3-270m|PATH] [--seeds 0,1,2] [--episodes 200]
-                                [--stages presets,uniform,greedy,sac] [--quick]
+                                [--stages presets,uniform,greedy,sac,evo,fold] [--quick]
 
 Rows (each a file written by HALO or llama.cpp and measured by `halo bench` on WikiText-2 raw TEST, ctx 512,
 `--max-chunks` windows, KLD/same-top vs the base, the task subset, pp512/tg128):
@@ -10,9 +10,10 @@ Rows (each a file written by HALO or llama.cpp and measured by `halo bench` on W
   * HALO uniform Q3_K, Q4_K, Q5_K, Q6_K, Q8_0 (imatrix);
   * scale folding (claim C3): uniform Q3_K and the greedy allocations at the two smallest budgets, exported
     again with --scale-fold;
-  * greedy (sensitivities measured once, the knapsack solved per budget) and RAMP-SAC (one search per
-    budget and seed) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between
-    the smallest reachable file (uniform 3 bits) and Q6_K.
+  * greedy (`--algo knapsack`: sensitivities measured once, the knapsack solved per budget), RAMP-SAC and evo
+    (`--algo evo` from the same measured table, given SAC's `--episodes` evaluations; one search per budget and
+    seed each) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between the
+    smallest reachable file (uniform 3 bits) and Q6_K.
 Searches see only WikiText-2 validation text.  Everything resumes: a finished step is skipped on re-run, and
 the results files are rewritten after every measured row; a run in a fresh --work folder (a new machine) keeps
 the rows of the results file that it does not measure again, when that file was measured with the same model,
@@ -42,7 +43,7 @@ from common import (  # the script's own folder is on sys.path
 PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"]
 UNIFORM = ["Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"]
 TASKS = "piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq"
-STAGES = ("presets", "uniform", "greedy", "sac", "fold")
+STAGES = ("presets", "uniform", "greedy", "sac", "evo", "fold")
 # reported as acc (yes/no answers; winogrande's acc_norm equals acc), the others as acc_norm
 ACC_TASKS = ("boolq", "winogrande")
 
@@ -151,7 +152,7 @@ def main() -> None:
         out, row = work / f"greedy-{label}", f"greedy @ {label}"
         if wanted("greedy", row) and here:
             # the exact table (its rows stay what they were), measured once beside the calibration, for every budget
-            steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
+            steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "knapsack",
                                                  "--sensitivity", "measured", "--target-size", str(size),
                                                  "--calibration", cal, *search, "--out", out], out / "summary.json")
         report = measure(f"greedy-{label}", wanted("greedy", row) and here, ["--allocation", out / "allocation.json"])
@@ -168,6 +169,15 @@ def main() -> None:
                     "--seed", str(seed), *sac_args, *search, "--out", out, *resume_flag(out)], out / "summary.json")
             keep(f"RAMP-SAC @ {label}", "sac", measure(key, wanted("sac", row) and here,
                                                        ["--allocation", out / "allocation.json"]), label, seed, row)
+            key, out, row = f"evo-{label}-s{seed}", work / f"evo-{label}-s{seed}", f"evo @ {label} seed {seed}"
+            if wanted("evo", row) and here:   # from the greedy row's allocation (same table), SAC's evaluations
+                steps.run(f"search_{key}", [
+                    BIN / "ramp", "search", "--model", spec, "--algo", "evo", "--sensitivity", "measured",
+                    "--target-size", str(size), "--calibration", cal, "--seed", str(seed), "--episodes",
+                    str(3 if args.quick else args.episodes), *search, "--out", out, *resume_flag(out)],
+                    out / "summary.json")
+            keep(f"evo @ {label}", "evo", measure(key, wanted("evo", row) and here,
+                                                  ["--allocation", out / "allocation.json"]), label, seed, row)
 
     save()
     print(_markdown(result))
@@ -264,7 +274,7 @@ def _claim_c1(groups: list) -> list[str]:
     lines += [f"| {g['label']} | {g['seeds']} | {g['size_bytes'] / 1e6:.2f} | {_spread(g, 'ppl', '.3f')} | "
               f"{_spread(g, 'kld', '.4f')} | {100 * g['same_top']:.1f} |" for g in at_q4]
     lines += ["", f"Size at Q4_K_M's PPL ({q4['ppl']:.3f}), linear between a method's neighbouring budgets:"]
-    for method in ("greedy", "sac"):
+    for method in ("greedy", "sac", "evo"):
         points = sorted((g["size_bytes"], g["ppl"]) for g in groups if g["method"] == method and g.get("budget"))
         lines.append(f"- {method}: {_size_at(points, q4['ppl'])}")
     return lines
@@ -310,7 +320,7 @@ def _plot(r: dict, path: Path) -> None:
     # llama.cpp's presets with and without imatrix are told apart: imatrix moves them more than some methods differ
     styles = {"llama.cpp": ("s", "tab:gray", "tab:gray"), "llama.cpp + imatrix": ("s", "none", "tab:purple"),
               "uniform": ("^", "tab:blue", "tab:blue"), "greedy": ("D", "tab:orange", "tab:orange"),
-              "sac": ("o", "tab:red", "tab:red"), "fold": ("v", "tab:green", "tab:green"),
+              "sac": ("o", "tab:red", "tab:red"), "evo": ("P", "tab:brown", "tab:brown"), "fold": ("v", "tab:green", "tab:green"),
               "base": ("*", "black", "black")}
 
     def series(group: dict) -> str:

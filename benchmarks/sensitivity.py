@@ -79,7 +79,7 @@ def main() -> None:
             key = f"{method}-{label.replace(' ', '')}"
             out = allocations[method, label] = work / key
             if first is None:   # one real search: it computes (or reuses) the table and times the whole command
-                steps.run(f"search_{key}", [BIN / "ramp", "search", "--model", spec, "--algo", "greedy",
+                steps.run(f"search_{key}", [BIN / "ramp", "search", "--model", spec, "--algo", "knapsack",
                                             "--sensitivity", method, *budget, "--calibration", cal, *search,
                                             "--out", out], out / "summary.json")
                 first = (out, budget)
@@ -128,7 +128,7 @@ def _measure_blocks(spec: str, cal: Path, blocks: set, search: list, earlier: di
     from ramp.sensitivity import cache, measured
 
     extra = dict(zip(search[::2], search[1::2]))
-    config = search_config(model=spec, algo="greedy", sensitivity="measured", calibration=str(cal),
+    config = search_config(model=spec, algo="knapsack", sensitivity="measured", calibration=str(cal),
                            **{k.lstrip("-").replace("-", "_"): int(v) for k, v in extra.items()})
     import tempfile
 
@@ -152,7 +152,7 @@ def _knapsack(cal: Path, first: Path, first_budget: list, budget: list, out: Pat
     (the bytes besides the layers follow from its whole-file budget), without loading the model again."""
     from calibration import artifact
     from halo import allocation as alloc_mod
-    from ramp.engine.greedy import allocate
+    from ramp.engine.knapsack import allocate
     from ramp.mdp.budget import make_budget
 
     layers, summary = artifact.read(cal).layers, json.loads((first / "summary.json").read_text())
@@ -166,7 +166,7 @@ def _knapsack(cal: Path, first: Path, first_budget: list, budget: list, out: Pat
         target = make_budget(layers, actions, target=float(budget[1]))
     bits = allocate(layers, actions, table, target)
     out.mkdir(parents=True, exist_ok=True)
-    alloc_mod.save(alloc_mod.resolve(layers, bits, {"method": "greedy", "budget": {"target": target.target},
+    alloc_mod.save(alloc_mod.resolve(layers, bits, {"method": "knapsack", "budget": {"target": target.target},
                                                     "from": str(first)}), out / "allocation.json")
 
 

@@ -84,16 +84,17 @@ def tokenize(tokenizer, text: str):
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _windows(tokens, start: int, stop: int, count: int, seq_len: int, seed: int, bos: int | None, what: str):
+def _windows(tokens, start: int, stop: int, count: int, seq_len: int, seed: int, bos: int | None, what: str,
+             skip: int = 0):
     import torch
 
     available = (stop - start) // seq_len
-    if count > available:
+    if count + skip > available:
         raise UserError(f"the {what} part of the data ({stop - start} tokens) holds only {available} windows of "
-                        f"{seq_len} tokens, fewer than the {count} asked for; lower the count or --seq-len, "
+                        f"{seq_len} tokens, fewer than the {count + skip} asked for; lower the count or --seq-len, "
                         "or give more text")
     generator = torch.Generator().manual_seed(seed)
-    picks = torch.randperm(available, generator=generator)[:count]
+    picks = torch.randperm(available, generator=generator)[skip:skip + count]
     out = torch.stack([tokens[start + int(p) * seq_len: start + (int(p) + 1) * seq_len] for p in picks])
     if bos is not None:
         out[:, 0] = bos
@@ -111,8 +112,10 @@ def calibration_windows(tokens, samples: int, seq_len: int, seed: int, bos: int 
     return _windows(tokens, 0, split_point(len(tokens)), samples, seq_len, seed, bos, "calibration")
 
 
-def evaluation_windows(tokens, count: int, seq_len: int, seed: int, bos: int | None = None):
-    """`count` windows from the evaluation region, disjoint from every calibration window."""
+def evaluation_windows(tokens, count: int, seq_len: int, seed: int, bos: int | None = None, skip: int = 0):
+    """`count` windows from the evaluation region, disjoint from every calibration window; `skip` passes over the
+    first windows of the seed's draw, so `skip=n` gives windows disjoint from those of `count=n` (a confirmation
+    split beside the search's windows)."""
     if count < 1 or seq_len < 2:
         raise UserError(f"need at least 1 evaluation window of at least 2 tokens (got {count} x {seq_len})")
-    return _windows(tokens, split_point(len(tokens)), len(tokens), count, seq_len, seed + 1, bos, "evaluation")
+    return _windows(tokens, split_point(len(tokens)), len(tokens), count, seq_len, seed + 1, bos, "evaluation", skip)

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "streamed block by block from disk (accelerate offload)")
     cal.add_argument("--out", type=Path, required=True, help="artifact directory to write")
 
-    srch = sub.add_parser("search", help="learn a per-layer bit allocation under a budget (SAC, PPO, greedy, uniform)")
+    srch = sub.add_parser("search", help="learn a per-layer bit allocation under a budget (SAC, PPO, knapsack, evo, uniform)")
     srch.add_argument("--out", type=Path, required=True, help="run directory (allocation, policy, log, plots)")
     add_arguments(srch)  # every option of ramp.config.search.SearchConfig and its sections
     srch.add_argument("--resume", action="store_true", help="continue the search in OUT from its last checkpoint")

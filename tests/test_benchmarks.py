@@ -42,7 +42,7 @@ def test_pareto_quick(tiny, tmp_path):
     result = json.loads((tmp_path / "pareto_tiny_quick.json").read_text())
     labels = set(result["rows"])
     assert {"base", "llama.cpp Q4_K_M", "llama.cpp Q4_K_M imatrix", "HALO uniform Q3_K"} <= labels
-    assert {"greedy @ Q4_K_M", "RAMP-SAC @ Q4_K_M seed 0"} <= labels
+    assert {"greedy @ Q4_K_M", "RAMP-SAC @ Q4_K_M seed 0", "evo @ Q4_K_M seed 0"} <= labels
     assert {"greedy + fold @ Q4_K_M", "HALO uniform Q3_K + fold"} <= labels   # C3: folding on, same allocation
     assert result["rows"]["greedy + fold @ Q4_K_M"]["ppl"] != result["rows"]["greedy @ Q4_K_M"]["ppl"]
     q4km = result["rows"]["llama.cpp Q4_K_M"]["size_bytes"]

@@ -14,7 +14,7 @@ import pytest
 
 from calibration.layers import Layer
 from ramp.cli import main as ramp_main
-from ramp.engine.greedy import allocate, solve_knapsack
+from ramp.engine.knapsack import allocate, solve_knapsack
 from ramp.engine.run import run
 from ramp.mdp.budget import Budget, make_budget
 from ramputils.errors import UserError, run_cli
@@ -125,7 +125,7 @@ def test_budget_below_reachable_is_refused():
 def test_greedy_cli_and_transfer_mismatch(tiny_llama_dir, tiny_cal, tmp_path, capsys):
     run(fast_config(tiny_llama_dir, tiny_cal, algo="greedy"), tmp_path / "g")
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
-    assert summary["method"] == "greedy" and summary["allocations"]["best"]["feasible"]
+    assert summary["method"] == "knapsack" and summary["allocations"]["best"]["feasible"]
     assert (tmp_path / "g" / "sensitivity.json").is_file()
     # a policy trained with other actions / features fails with one clear line
     run(fast_config(tiny_llama_dir, tiny_cal, episodes=3), tmp_path / "p")

@@ -109,7 +109,7 @@ def test_greedy_search_with_fisher_writes_its_table(tiny_llama_dir, tiny_cal, tm
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--sensitivity", "fisher"], "--sensitivity is a knapsack setting: use it with --algo greedy"),
+    (["--sensitivity", "fisher"], "--sensitivity is a knapsack setting: use it with --algo knapsack or evo"),
     (["--algo", "greedy", "--sensitivity", "measured", "--fisher-samples", "4"],
      "--fisher-samples is a Fisher setting"),
     (["--algo", "greedy", "--sensitivity", "hessian"], "--sensitivity"),

@@ -79,3 +79,20 @@ class PPOConfig:
     policy gets no signal beyond its critic's.  DynaQuant (a reward every step, episodes of 35 CPU-min) uses 1."""
     device: str = "cpu"
     """Torch device of the networks."""
+
+
+@dataclass
+class EvoConfig:
+    """The (1 + lambda) evolution of `--algo evo` (ramp.engine.evo): its evaluations are `--episodes`, so it gets
+    exactly the evaluations SAC gets."""
+
+    offspring: int = option(4, "evo: mutated children of the parent per generation", name="evo_offspring",
+                            positive=True)
+    """Children per generation (lambda); the best of parent and children is the next parent."""
+    raises: int = option(2, "evo: layers a mutation raises by one width (others are lowered until it fits)",
+                         name="evo_raises", positive=True)
+    """Layers raised one width per mutation; then random other layers are lowered one width until the allocation
+    is within the budget again (EvoPress's level switch, for layers of unequal sizes)."""
+    finalists: int = option(4, "evo: best distinct allocations re-scored on the confirmation split",
+                            name="evo_finalists", positive=True)
+    """How many of the lowest-loss allocations seen (the start included) the confirmation split chooses among."""

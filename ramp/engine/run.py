@@ -16,12 +16,13 @@ from ramputils.errors import UserError
 
 from ..config.options import check
 from ..config.search import SearchConfig
-from . import checkpoint, greedy, ppo_train, sac_train, uniform
+from . import checkpoint, evo, knapsack, ppo_train, sac_train, uniform
 from .context import prepare
 from .outputs import finish
 
 # algo -> train(ctx, resume) -> {"allocations": {label: bits}, "chosen": label, ...}
-TRAINERS = {"sac": sac_train.train, "ppo": ppo_train.train, "greedy": greedy.train, "uniform": uniform.train}
+TRAINERS = {"sac": sac_train.train, "ppo": ppo_train.train, "knapsack": knapsack.train, "evo": evo.train,
+            "uniform": uniform.train}
 CONFIG = "config.json"
 
 

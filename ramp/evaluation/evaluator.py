@@ -27,6 +27,7 @@ default evaluation (4 windows x 256 tokens, vocabulary 49152), on the model's de
 stay at a few (T-1, V) tensors because windows are scored one at a time.
 """
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -73,6 +74,18 @@ class Evaluator:
         self.windows = windows.to(self.device)
         self.batch_size = int(batch_size)
         self.cache = WeightCache(self.model, self.layers, candidates, imatrix, plan, progress)
+        self._score_base()
+
+    def sibling(self, windows: torch.Tensor) -> "Evaluator":
+        """An evaluator on other windows that shares this one's model and weight cache (no second copy of the
+        candidate weights): a confirmation split."""
+        other = copy.copy(self)
+        other.windows = torch.as_tensor(windows).to(self.device)
+        other._score_base()
+        return other
+
+    def _score_base(self) -> None:
+        """The base model's logits on the windows, and its perplexity."""
         start = time.perf_counter()
         self.base_logits = [self._logits(batch) for batch in self._batches()]
         self.base_lse = [torch.logsumexp(logits.double(), -1) for logits in self.base_logits]
@@ -162,9 +175,7 @@ def make_evaluator(model, source, calibration, action_types, windows: EvalWindow
     `scale_fold` folds `model` IN PLACE (as the export does) and quantizes with the folded imatrix;
     `imatrix` uses the calibration's importance matrix as `halo export` does.
     """
-    from calibration.data import bos_id, evaluation_windows, load_text, tokenize
     from calibration.layers import layer_table
-    from calibration.models import load_tokenizer
     from halo.fold import fold_model
     from halo.imatrix import layer_imatrix
 
@@ -173,11 +184,20 @@ def make_evaluator(model, source, calibration, action_types, windows: EvalWindow
     layers = layer_table(model, source.gguf_arch)
     if calibration is not None:
         calibration.check_layers(layers)
-    tokenizer = load_tokenizer(source)
-    tokens = tokenize(tokenizer, load_text(data).text)
     windows = windows or EvalWindows()
-    windows = evaluation_windows(tokens, windows.samples, windows.seq_len, seed, bos_id(tokenizer))
+    windows = validation_windows(source, windows.samples, windows.seq_len, seed, data=data)
     scales = fold_model(model, calibration) if scale_fold else None
     table = {layer.gguf_name: layer_imatrix(calibration, layer, scales) for layer in layers} if imatrix else None
     return Evaluator(model, layers, candidate_types(layers, action_types), windows, table, device, plan,
                      batch_size, progress)
+
+
+def validation_windows(source, count: int, seq_len: int, seed: int, skip: int = 0, data: str = "wikitext2"):
+    """`count` windows of the evaluation part of `data` (`calibration.data.evaluation_windows`), tokenized by the
+    model's own tokenizer, BOS first; `skip` passes over the seed's first windows (a disjoint split)."""
+    from calibration.data import bos_id, evaluation_windows, load_text, tokenize
+    from calibration.models import load_tokenizer
+
+    tokenizer = load_tokenizer(source)
+    tokens = tokenize(tokenizer, load_text(data).text)
+    return evaluation_windows(tokens, count, seq_len, seed, bos_id(tokenizer), skip)

@@ -1,6 +1,6 @@
 """Per-layer sensitivities: what quantizing one layer alone at one width costs, in KL divergence from the base.
 
-Three ways to get the table (`ramp search --algo greedy --sensitivity ...`): `fisher` (the default: one backward
+Three ways to get the table (`ramp search --algo knapsack --sensitivity ...`): `fisher` (the default: one backward
 pass over calibration text), `measured` (one evaluator pass per layer and width, exact) and `noise` (one pass per
 layer).  Every table is cached beside the calibration (`ramp.sensitivity.cache`).
 """

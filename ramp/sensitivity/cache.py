@@ -45,9 +45,9 @@ def settings(ctx, method: str) -> dict:
     common = {"method": method, "calibration": ctx.calibration.manifest.get("key"),
               "actions": [int(b) for b in config.actions], "imatrix": config.imatrix, "scale_fold": config.scale_fold}
     if method == "fisher":
-        return common | {"fisher_samples": config.fisher_samples, "seed": config.seed}
+        return common | {"fisher_samples": config.fisher_samples, "seed": config.windows.seed}
     return common | {"eval_samples": config.windows.samples, "eval_seq_len": config.windows.seq_len,
-                     "seed": config.seed}
+                     "seed": config.windows.seed}
 
 
 def folder(ctx) -> Path:

@@ -104,7 +104,7 @@ def estimate(ctx, record: Record, path) -> Record:
     started = time.perf_counter()
     windows = calibration_windows(ctx, ctx.config.fisher_samples)
     cache = ctx.evaluator.cache
-    g, a = moments(ctx.evaluator.model, ctx.layers, windows, ctx.config.seed, ctx.evaluator.device)
+    g, a = moments(ctx.evaluator.model, ctx.layers, windows, ctx.config.windows.seed, ctx.evaluator.device)
     for layer in tqdm(ctx.layers, desc="sensitivity (fisher, per type)", unit="layer"):
         values = {}
         for bits in ctx.config.actions:

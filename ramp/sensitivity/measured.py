@@ -16,11 +16,15 @@ from .cache import Record, save
 SAVE_EVERY = 20
 
 
-def measure(ctx, record: Record, path, layers=None) -> Record:
-    """Fill `record.table` for `layers` (default all) x the search's actions; `record.complete` once all are in."""
+def measure(ctx, record: Record, path, layers=None, pairs=None) -> Record:
+    """Fill `record.table` for `layers` (default all) x the search's actions, or only for the (layer, bits) `pairs`
+    given; `record.complete` once every layer and width is in."""
     layers = ctx.layers if layers is None else layers
-    todo = [(layer, bits) for layer in layers for bits in ctx.config.actions
-            if str(bits) not in record.table.get(layer.gguf_name, {})]
+    if pairs is None:
+        pairs = [(layer, bits) for layer in layers for bits in ctx.config.actions]
+    else:
+        layers = list({layer.index: layer for layer, _ in pairs}.values())
+    todo = [(layer, bits) for layer, bits in pairs if str(bits) not in record.table.get(layer.gguf_name, {})]
     by_type = {}   # (layer, real type) -> KLD, so a fallback twin is not measured again
     for layer in layers:
         for bits, value in record.table.get(layer.gguf_name, {}).items():

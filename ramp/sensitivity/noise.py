@@ -41,7 +41,7 @@ def estimate(ctx, record: Record, path) -> Record:
         types = {b: alloc_mod.resolve([layer], [b]).choices[0].actual for b in ctx.config.actions}
         errors = {qtype: relative_error(cache, layer.index, qtype) for qtype in set(types.values())}
         r = errors[types[reference]]
-        weights = {layer.index: noisy_weight(cache, layer.index, r, ctx.config.seed)}
+        weights = {layer.index: noisy_weight(cache, layer.index, r, ctx.config.windows.seed)}
         kld = ctx.evaluator.evaluate([None] * len(ctx.layers), weights).kld
         record.evaluations += 1
         record.table[layer.gguf_name] = {str(b): kld / r ** 2 * errors[types[b]] ** 2 for b in ctx.config.actions}

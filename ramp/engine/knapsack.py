@@ -1,4 +1,5 @@
-"""The sensitivity baseline (`ramp search --algo greedy`): each layer's cost alone, then the budget solved exactly.
+"""The knapsack allocator (`ramp search --algo knapsack`; its first name, `greedy`, still works): each layer's cost
+alone, then the budget solved exactly.
 
 Sensitivity of layer i at bit width b = KL divergence from the base model when only layer i is
 quantized (at b's real type) and every other layer keeps its base weights: measured by the same
