@@ -113,9 +113,10 @@ def _pairs(layers, count: int, rng) -> list[dict]:
     distant (one role, blocks half the model apart)."""
     blocks = max(layer.block for layer in layers) + 1
     by = {(layer.block, layer.role): layer.index for layer in layers}
+    roles = sorted({layer.role for layer in layers})   # sorted: a set's order changes from run to run
     adjacent, distant = [], []
     for layer in layers:
-        mates = [by[layer.block, role] for role in {lr.role for lr in layers} if (layer.block, role) in by
+        mates = [by[layer.block, role] for role in roles if (layer.block, role) in by
                  and by[layer.block, role] > layer.index]
         mates += [by[layer.block + 1, layer.role]] if (layer.block + 1, layer.role) in by else []
         adjacent += [(layer.index, m) for m in mates]

@@ -142,3 +142,26 @@ def test_sensitivity_quick(tiny, tmp_path):
     mtime = (tmp_path / "work" / "tiny_quick" / "fisher-4.0bpw.gguf").stat().st_mtime
     _script(*argv)   # a re-run resumes: no search, export or bench again
     assert (tmp_path / "work" / "tiny_quick" / "fisher-4.0bpw.gguf").stat().st_mtime == mtime
+
+
+def test_additivity_quick(tiny, tmp_path):
+    _script("additivity.py", "--quick", "--model", tiny, "--pairs", "4", "--work", tmp_path / "work",
+            "--out", tmp_path)
+    result = json.loads((tmp_path / "additivity_tiny_quick.json").read_text())
+    assert set(result["allocations"]) == {"4.0 bpw", "5.0 bpw"}
+    for label, row in result["allocations"].items():
+        assert row["bpw"] <= float(label.split()[0]) + 1e-9 and row["joint_kld"] > 0 and row["sum_isolated"] > 0
+        assert row["joint_over_sum"] == pytest.approx(row["joint_kld"] / row["sum_isolated"])
+    kinds = [pair["kind"] for pair in result["pairs"]]
+    assert kinds.count("adjacent") == 2 and kinds.count("distant") <= 2
+    assert len({tuple(pair["layers"]) for pair in result["pairs"]}) == len(kinds)
+    for pair in result["pairs"]:
+        assert len(pair["isolated"]) == 2 and pair["joint_kld"] > 0
+    table = next((tmp_path / "work" / "tiny_quick" / "calibration" / "sensitivity").glob("measured-*.json"))
+    measured = json.loads(table.read_text())
+    assert not measured["complete"] and measured["evaluations"] > 0   # only the pairs it needed, kept for reuse
+    first = result
+    _script("additivity.py", "--quick", "--model", tiny, "--pairs", "4", "--work", tmp_path / "work",
+            "--out", tmp_path)   # a re-run measures no isolated pair again and gives the same numbers
+    assert json.loads(table.read_text())["evaluations"] == measured["evaluations"]
+    assert json.loads((tmp_path / "additivity_tiny_quick.json").read_text()) == first
