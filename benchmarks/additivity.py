@@ -1,6 +1,7 @@
 """How far the layers' damage adds up: the joint KL of whole allocations against the sum of their layers' own.
 
-    python benchmarks/additivity.py [--model smollm2-135m|gemma3-270m|PATH] [--pairs 24] [--quick]
+    python benchmarks/additivity.py [--model smollm2-135m|gemma3-270m|PATH] [--pairs 24] [--budgets small,mid]
+                                    [--quick]
 
 The knapsack (`ramp search --algo knapsack`) is exact when the KL divergence of an allocation is the sum of what
 each of its layers costs alone; a search on the joint loss (evo, SAC) can only beat it through what does not add
@@ -28,6 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--pairs", type=int, default=24, help="layer pairs, half adjacent and half distant")
+    parser.add_argument("--budgets", default="",
+                        help="comma-separated Pareto budget labels to measure (default all five)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "additivity")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -39,6 +42,10 @@ def main() -> None:
     pareto_path = args.out / f"pareto_{tag}.json"
     sizes = json.loads(pareto_path.read_text())["budgets"] if pareto_path.exists() and not args.quick else {}
     options = {"eval_samples": 2, "eval_seq_len": 64} if args.quick else {}
+    wanted_budgets = [b for b in args.budgets.split(",") if b]
+    if unknown := [b for b in wanted_budgets if sizes and b not in sizes]:
+        raise SystemExit(f"additivity: unknown budget {', '.join(unknown)} (the Pareto run has {', '.join(sizes)})")
+    sizes = {label: size for label, size in sizes.items() if not wanted_budgets or label in wanted_budgets}
     budgets = {label: {"target_size": size} for label, size in sizes.items()} or {
         "4.0 bpw": {"budget": 4.0}, "5.0 bpw": {"budget": 5.0}}
 
@@ -90,7 +97,7 @@ def main() -> None:
 def _actual(layer, bits):
     from halo import allocation as alloc_mod
 
-    return alloc_mod.resolve([layer], [bits]).choices[0].actual
+    return alloc_mod.choice(layer, bits).actual
 
 
 def _knapsack(ctx, table: dict, budget: dict, first: dict) -> list[int]:

@@ -88,6 +88,11 @@ def resolve(layers, picks, meta: dict | None = None) -> Allocation:
     return Allocation(choices, dict(meta or {}))
 
 
+def choice(layer, pick) -> Choice:
+    """What one layer gets for `pick` (a bit width or type name): the real type after llama.cpp's fallback, bytes."""
+    return resolve([layer], [pick]).choices[0]
+
+
 def uniform(layers, pick) -> Allocation:
     return resolve(layers, [pick] * len(layers), {"method": f"uniform {pick}"})
 

@@ -36,7 +36,7 @@ def levels(layer, actions, nominal: bool) -> tuple[list[tuple[int, float]], dict
     widths that llama.cpp's fallback turns into one type are one level), and every width's level index."""
     by_type, type_of = {}, {}
     for bits in sorted(actions):
-        choice = alloc_mod.resolve([layer], [bits]).choices[0]
+        choice = alloc_mod.choice(layer, bits)
         cost = bits * layer.params if nominal else choice.bytes * 8
         by_type.setdefault(choice.actual, (bits, cost))
         type_of[bits] = choice.actual

@@ -61,7 +61,7 @@ def allocate(layers, actions, sensitivity: dict, budget) -> list[int]:
         weights = np.array([[b * layer.params for b in actions] for layer in layers], dtype=np.float64)
         capacity = budget.target * sum(layer.params for layer in layers)
     else:
-        weights = np.array([[alloc_mod.resolve([layer], [b]).bytes * 8 for b in actions] for layer in layers],
+        weights = np.array([[alloc_mod.choice(layer, b).bytes * 8 for b in actions] for layer in layers],
                            dtype=np.float64)
         capacity = budget.target * sum(layer.params for layer in layers)
     return [actions[k] for k in solve_knapsack(costs, weights, capacity)]

@@ -38,4 +38,4 @@ def repair(bits: list[int], layers, actions, budget, sensitivity: dict | None = 
 
 
 def _cost(layer, bits: int, budget) -> float:
-    return bits * layer.params if budget.nominal else alloc_mod.resolve([layer], [bits]).bytes * 8
+    return bits * layer.params if budget.nominal else alloc_mod.choice(layer, bits).bytes * 8

@@ -108,7 +108,7 @@ def estimate(ctx, record: Record, path) -> Record:
     for layer in tqdm(ctx.layers, desc="sensitivity (fisher, per type)", unit="layer"):
         values = {}
         for bits in ctx.config.actions:
-            qtype = alloc_mod.resolve([layer], [bits]).choices[0].actual
+            qtype = alloc_mod.choice(layer, bits).actual
             if qtype not in values:
                 values[qtype] = predicted(cache, layer.index, qtype, g[layer.name], a[layer.name])
             record.table.setdefault(layer.gguf_name, {})[str(bits)] = values[qtype]

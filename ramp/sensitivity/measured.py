@@ -28,10 +28,10 @@ def measure(ctx, record: Record, path, layers=None, pairs=None) -> Record:
     by_type = {}   # (layer, real type) -> KLD, so a fallback twin is not measured again
     for layer in layers:
         for bits, value in record.table.get(layer.gguf_name, {}).items():
-            by_type[layer.gguf_name, alloc_mod.resolve([layer], [int(bits)]).choices[0].actual] = value
+            by_type[layer.gguf_name, alloc_mod.choice(layer, int(bits)).actual] = value
     started, fresh = time.perf_counter(), 0
     for layer, bits in tqdm(todo, desc="sensitivity (measured)", unit="eval"):
-        qtype = alloc_mod.resolve([layer], [bits]).choices[0].actual
+        qtype = alloc_mod.choice(layer, bits).actual
         key = (layer.gguf_name, qtype)
         if key not in by_type:
             types = [None] * len(ctx.layers)

@@ -38,7 +38,7 @@ def estimate(ctx, record: Record, path) -> Record:
     cache, started, fresh = ctx.evaluator.cache, time.perf_counter(), 0
     for layer in tqdm([x for x in ctx.layers if x.gguf_name not in record.table], desc="sensitivity (noise)",
                       unit="eval"):
-        types = {b: alloc_mod.resolve([layer], [b]).choices[0].actual for b in ctx.config.actions}
+        types = {b: alloc_mod.choice(layer, b).actual for b in ctx.config.actions}
         errors = {qtype: relative_error(cache, layer.index, qtype) for qtype in set(types.values())}
         r = errors[types[reference]]
         weights = {layer.index: noisy_weight(cache, layer.index, r, ctx.config.windows.seed)}
