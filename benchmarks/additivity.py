@@ -67,7 +67,8 @@ def main() -> None:
         allocations = {label: _knapsack(ctx, fisher, budget, first) for label, budget in budgets.items()}
         pairs = _pairs(ctx.layers, args.pairs, np.random.default_rng(0))
         low = min(ctx.config.actions)
-        wanted = {(layer.index, bits) for bits_list in allocations.values() for layer, bits in zip(ctx.layers, bits_list)}
+        wanted = {(layer.index, bits) for bits_list in allocations.values()
+                  for layer, bits in zip(ctx.layers, bits_list)}
         wanted |= {(i, low) for pair in pairs for i in pair["layers"]}
         exact = sensitivity.measured.measure(ctx, exact, exact_path,
                                              pairs=[(ctx.layers[i], b) for i, b in sorted(wanted)])

@@ -3,10 +3,12 @@ the short model names.  Scripts import from here only, never from one another (a
 
 Each step runs the real command line (`ramp ...`, `halo ...`) in a subprocess; its wall time goes to
 the job's state.json, and a step whose output exists is skipped when the script is re-run, so a
-killed benchmark resumes where it stopped.
+killed benchmark resumes where it stopped.  Every `halo bench` offloads as `halo bench` does by default (all layers
+when llama.cpp has a GPU backend, none otherwise); RAMP_GPU_LAYERS=N|all overrides it for every script.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -70,7 +72,7 @@ class Steps:
     def bench(self, key: str, gguf: Path, base: Path, chunks: int, bench_args: tuple = ("--no-speed",)) -> dict:
         result = self.work / f"{key}.bench.json"
         self.run(f"bench_{key}", [BIN / "halo", "bench", gguf, "--base", base, "--base-cache", self.base_cache,
-                                  "--max-chunks", str(chunks), *bench_args, "--json", result], result)
+                                  "--max-chunks", str(chunks), *gpu_args(), *bench_args, "--json", result], result)
         return json.loads(result.read_text())
 
     def measured(self, key: str) -> dict | None:
@@ -78,6 +80,12 @@ class Steps:
         every row measured so far."""
         result = self.work / f"{key}.bench.json"
         return json.loads(result.read_text()) if result.exists() and f"bench_{key}" in self.seconds else None
+
+
+def gpu_args() -> list[str]:
+    """`--gpu-layers` for `halo bench` from RAMP_GPU_LAYERS (nothing when unset: halo bench's default)."""
+    value = os.environ.get("RAMP_GPU_LAYERS", "").strip()
+    return ["--gpu-layers", value] if value else []
 
 
 def job(args, kind: str) -> tuple[str, str, Steps]:

@@ -320,7 +320,8 @@ def _plot(r: dict, path: Path) -> None:
     # llama.cpp's presets with and without imatrix are told apart: imatrix moves them more than some methods differ
     styles = {"llama.cpp": ("s", "tab:gray", "tab:gray"), "llama.cpp + imatrix": ("s", "none", "tab:purple"),
               "uniform": ("^", "tab:blue", "tab:blue"), "greedy": ("D", "tab:orange", "tab:orange"),
-              "sac": ("o", "tab:red", "tab:red"), "evo": ("P", "tab:brown", "tab:brown"), "fold": ("v", "tab:green", "tab:green"),
+              "sac": ("o", "tab:red", "tab:red"), "evo": ("P", "tab:brown", "tab:brown"),
+              "fold": ("v", "tab:green", "tab:green"),
               "base": ("*", "black", "black")}
 
     def series(group: dict) -> str:

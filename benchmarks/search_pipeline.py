@@ -8,8 +8,9 @@ Stages, each run through the real CLI and timed, each skipped when its output ex
   3. `halo export` of its allocation, 4. `halo bench` in llama.cpp (WikiText-2 raw TEST, ctx 512,
      --max-chunks windows, KLD against the base)      -> wall time of 1-4 = the pipeline
   5. the same for `ramp search --algo greedy` and for uniform Q4_K / Q3_K files (`halo export --uniform`)
-  6. in-process: one plain forward pass over the evaluation windows vs one evaluation (median of 3 each),
-     and the fidelity gap (evaluator PPL vs llama.cpp PPL of the exported file on the same windows).
+  6. in-process, per evaluator dtype (`--dtypes`): one plain forward pass over the evaluation windows vs one
+     evaluation (median of 3 each), and the fidelity gap (evaluator PPL vs llama.cpp PPL of the exported file on
+     the same windows).
 The search only sees validation text; every PPL/KLD in the comparison table is llama.cpp on test text.
 Results: benchmarks/results/search_pipeline.{json,md} (`_quick` suffix for --quick).
 """
@@ -36,6 +37,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtypes", default="",
+                        help="evaluator precisions whose speed and fidelity are measured (default float32, and "
+                             "bfloat16 too when torch sees a CUDA GPU)")
     parser.add_argument("--quick", action="store_true", help="a few episodes on small settings (smoke run)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "search_pipeline")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -74,7 +78,8 @@ def main() -> None:
                          for algo in ("sac", "greedy")},
               "rows": rows, "test_text": f"wikitext-2 raw test, ctx 512, first {chunks} windows"}
     if "evaluator" not in state:
-        state["evaluator"] = _evaluator_costs(args.model, cal, work / "sac" / "allocation.json", work, args.quick)
+        state["evaluator"] = _evaluator_costs(args.model, cal, work / "sac" / "allocation.json", work, args.quick,
+                                              _dtypes(args.dtypes))
         steps.save()
     result["evaluator"] = state["evaluator"]
     result["evaluator"]["episode_over_forward"] = result["episodes"]["mean_seconds"] / state["evaluator"]["forward_s"]
@@ -104,8 +109,26 @@ def _running_best(records) -> list:
     return out
 
 
-def _evaluator_costs(model_spec, cal_dir, allocation_path, work, quick) -> dict:
-    """Plain forward vs evaluation on the search's default windows (median of 3), and the fidelity gap."""
+def _dtypes(text: str) -> list[str]:
+    import torch
+
+    from ramp.config.search import EVAL_DTYPES
+
+    dtypes = [d for d in text.split(",") if d] or (["float32", "bfloat16"] if torch.cuda.is_available() else
+                                                     ["float32"])
+    if unknown := [d for d in dtypes if d not in EVAL_DTYPES]:
+        raise SystemExit(f"search_pipeline: unknown --dtypes {', '.join(unknown)} (use {', '.join(EVAL_DTYPES)})")
+    return dtypes
+
+
+def _evaluator_costs(model_spec, cal_dir, allocation_path, work, quick, dtypes) -> dict:
+    """Per evaluator dtype: plain forward vs evaluation on the search's default windows (median of 3) and the
+    fidelity gap; the first dtype's numbers at the top level, every dtype's under "dtypes"."""
+    costs = {dtype: _dtype_costs(model_spec, cal_dir, allocation_path, work, quick, dtype) for dtype in dtypes}
+    return costs[dtypes[0]] | {"dtype": dtypes[0], "dtypes": costs}
+
+
+def _dtype_costs(model_spec, cal_dir, allocation_path, work, quick, dtype) -> dict:
     import torch
 
     from calibration import artifact
@@ -117,7 +140,8 @@ def _evaluator_costs(model_spec, cal_dir, allocation_path, work, quick) -> dict:
 
     source, cal = resolve(model_spec), artifact.read(cal_dir)
     model = load_model(source)
-    evaluator = make_evaluator(model, source, cal, ["3", "4", "5", "6"], EvalWindows(2, 64) if quick else None)
+    evaluator = make_evaluator(model, source, cal, ["3", "4", "5", "6"], EvalWindows(2, 64) if quick else None,
+                               dtype=dtype)
     alloc = alloc_mod.load(allocation_path, evaluator.layers)
 
     def forward():
@@ -131,7 +155,8 @@ def _evaluator_costs(model_spec, cal_dir, allocation_path, work, quick) -> dict:
     forward_s = statistics.median(forward() for _ in range(3))
     evaluate_s = statistics.median(evaluator.evaluate_allocation(alloc).seconds for _ in range(3))
     fid = fidelity(evaluator, alloc, model_spec, work / "fidelity.gguf", cal)
-    return {"windows": list(evaluator.windows.shape), "forward_s": forward_s, "evaluate_s": evaluate_s,
+    return {"device": str(evaluator.device), "windows": list(evaluator.windows.shape), "forward_s": forward_s,
+            "evaluate_s": evaluate_s,
             "evaluate_over_forward": evaluate_s / forward_s, "fidelity": {
                 "ppl_evaluator": fid.ppl_evaluator, "ppl_llama_cpp": fid.ppl_llama, "gap": fid.gap}}
 
@@ -151,6 +176,11 @@ def _markdown(r: dict) -> str:
               f"{ev['episode_over_forward']:.2f}x. Fidelity: evaluator PPL {ev['fidelity']['ppl_evaluator']:.3f} vs "
               f"llama.cpp {ev['fidelity']['ppl_llama_cpp']:.3f} on the same windows "
               f"(gap {100 * ev['fidelity']['gap']:+.2f} %)."), "",
+              "| evaluator dtype | device | forward s | evaluation s | evaluator PPL | llama.cpp PPL | gap |",
+              "|---|---|---:|---:|---:|---:|---:|",
+              *(f"| {dtype} | {d.get('device', 'cpu')} | {d['forward_s']:.2f} | {d['evaluate_s']:.2f} | "
+                f"{d['fidelity']['ppl_evaluator']:.3f} | {d['fidelity']['ppl_llama_cpp']:.3f} | "
+                f"{100 * d['fidelity']['gap']:+.2f} % |" for dtype, d in ev.get("dtypes", {}).items()), "",
               f"llama.cpp on {r['test_text']}:", "",
               "| method | file MB | bpw (file) | PPL | KLD | same top % |", "|---|---:|---:|---:|---:|---:|"]
     for label, row in r["rows"].items():

@@ -52,11 +52,15 @@ def export(model: str, allocation, out: str | Path, *, calibration: str | Path |
 
 def bench(path: str | Path, *, base: str | Path | None = None, tasks=(), max_chunks: int | None = None,
           limit: int | None = None, threads: int | None = None, speed: bool = True, n_ctx: int = 512,
-          progress: bool = True, base_cache: str | Path | None = None) -> BenchResult:
+          progress: bool = True, base_cache: str | Path | None = None,
+          gpu_layers: int | str | None = None) -> BenchResult:
     """Measure a GGUF file in llama.cpp: size, WikiText-2 raw test perplexity (ctx `n_ctx`, first `max_chunks`
     windows), KL divergence against `base`, accuracy on `tasks` (first `limit` items), pp512/tg128 speed;
-    `base_cache`: a folder keeping the base's logits between runs (measuring many files against one base)."""
+    `base_cache`: a folder keeping the base's logits between runs (measuring many files against one base);
+    `gpu_layers`: layers llama.cpp offloads to the GPU, a count or "all" (default: all when the llama.cpp build has
+    a GPU backend, else 0; asking a CPU-only build for any is a UserError)."""
     from .measure.run import bench as run
 
     return BenchResult(run(path, base=base, tasks=tasks, max_chunks=max_chunks, limit=limit, threads=threads,
-                           speed=speed, n_ctx=n_ctx, progress=progress, base_cache=base_cache))
+                           speed=speed, n_ctx=n_ctx, progress=progress, base_cache=base_cache,
+                           gpu_layers=gpu_layers))

@@ -9,6 +9,7 @@ from ramputils.errors import UserError
 
 
 def register(sub) -> None:
+    from .measure.backend import parse
     from .measure.tasks import TASKS
 
     cmd = sub.add_parser("bench", help="measure a GGUF file in llama.cpp (PPL, KLD, tasks, speed)",
@@ -24,6 +25,9 @@ def register(sub) -> None:
                      help="windows of wiki.test.raw to score (default all, like llama-perplexity)")
     cmd.add_argument("--limit", type=positive_int, default=None, help="first N items of each task (default all)")
     cmd.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
+    cmd.add_argument("--gpu-layers", type=parse, default=None, metavar="N|all",
+                     help="layers llama.cpp offloads to the GPU (default: all when the llama.cpp build has a GPU "
+                          "backend, else 0)")
     cmd.add_argument("--ctx", type=positive_int, default=512, help="perplexity window (default 512)")
     cmd.add_argument("--no-speed", action="store_true", help="skip the pp512/tg128 speed test")
     cmd.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
@@ -48,6 +52,10 @@ def table(result: dict) -> str:
     if "speed" in result:
         s = result["speed"]
         rows.append(("speed", f"pp512 {s['pp512']:.1f} t/s, tg128 {s['tg128']:.1f} t/s ({s['threads']} threads)"))
+    if "backend" in result:
+        b = result["backend"]
+        rows.append(("backend", f"{b['backend']}, {b['gpu_layers']} of {b['n_layer'] + 1} layers on the GPU "
+                                f"({'; '.join(b['devices'])})"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -61,7 +69,7 @@ def run(args) -> int:
         raise UserError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
     result = bench(args.file, base=args.base, tasks=tasks, max_chunks=args.max_chunks, limit=args.limit,
                    threads=args.threads, speed=not args.no_speed, n_ctx=args.ctx,
-                   base_cache=args.base_cache).to_dict()
+                   base_cache=args.base_cache, gpu_layers=args.gpu_layers).to_dict()
     print(table(result))
     if args.json is not None:
         write_json(args.json, result)

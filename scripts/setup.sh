@@ -3,6 +3,10 @@
 # torch is installed first so its build fits the machine: RAMP_TORCH (default torch==2.13.0, the local
 # CPU wheel on these machines) names it; a GPU user sets RAMP_TORCH=torch or brings a venv with torch.
 # llama-cpp-python is built from source on first install (minutes); pip caches the wheel afterwards.
+# GPU: RAMP_CUDA=1 (or, with RAMP_CUDA unset, an nvcc on PATH) builds llama.cpp with GGML_CUDA=on for the local
+# GPU's architecture only (nvidia-smi's compute capability; all of CUDA's when it cannot tell), never from the
+# CPU wheel in pip's cache; RAMP_CUDA=0 forces the CPU build.  Bring a CUDA torch with RAMP_TORCH.
+# RAMP_SETUP_PLAN=1 prints the choices and builds nothing.
 set -euo pipefail
 if [ "$(uname -m)" = x86_64 ]; then
   # llama.cpp's AMX kernels (built by -march=native on Sapphire Rapids and later) segfault on the first
@@ -11,6 +15,21 @@ if [ "$(uname -m)" = x86_64 ]; then
   export CFLAGS="${CFLAGS:-} $no_amx" CXXFLAGS="${CXXFLAGS:-} $no_amx"
 fi
 cd "$(dirname "$0")/.."
+cuda=${RAMP_CUDA:-}
+if [ -z "$cuda" ]; then
+  if command -v nvcc >/dev/null 2>&1; then cuda=1; why="nvcc found at $(command -v nvcc)"; else cuda=0; fi
+else
+  why="RAMP_CUDA=$cuda"
+fi
+if [ "$cuda" = 1 ]; then
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '. ' || true)
+  export CMAKE_ARGS="${CMAKE_ARGS:-} -DGGML_CUDA=on${arch:+ -DCMAKE_CUDA_ARCHITECTURES=$arch}"
+  echo "setup: llama.cpp with CUDA ($why; architecture ${arch:-every one CUDA knows: no nvidia-smi})" >&2
+fi
+if [ "${RAMP_SETUP_PLAN:-0}" = 1 ]; then   # say what would be built, build nothing
+  echo "cuda=$cuda cmake_args=${CMAKE_ARGS:-} torch=${RAMP_TORCH:-torch==2.13.0} venv=${RAMP_VENV:-.venv}"
+  exit 0
+fi
 venv=${RAMP_VENV:-.venv}
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating $venv" >&2
@@ -20,6 +39,14 @@ py="$venv/bin/python"
 if ! "$py" -c "import torch" 2>/dev/null; then
   echo "setup: installing ${RAMP_TORCH:-torch==2.13.0}" >&2
   "$py" -m pip install -q "${RAMP_TORCH:-torch==2.13.0}"
+fi
+offloads() { "$py" -c "import llama_cpp; raise SystemExit(0 if llama_cpp.llama_supports_gpu_offload() else 1)" \
+  2>/dev/null; }
+if [ "$cuda" = 1 ] && ! offloads; then   # the CUDA build first, so that the package's install keeps it
+  echo "setup: building llama-cpp-python with GGML_CUDA=on (~10 min)" >&2
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$py" -m pip install -q --force-reinstall --no-deps --no-cache-dir \
+    "llama-cpp-python>=0.3.0"
+  offloads || { echo "setup: error: the CUDA build of llama-cpp-python cannot offload to a GPU" >&2; exit 1; }
 fi
 stamp="$venv/.ramp-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

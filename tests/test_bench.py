@@ -12,6 +12,7 @@ import pytest
 
 from calibration.models import default_gguf
 from calibration.paths import wikitext2
+from halo.measure.backend import can_offload
 from ramputils.errors import run_cli
 
 N_CTX, CHUNKS = 128, 2
@@ -209,7 +210,10 @@ def test_speed_reports_tokens_per_second():
 def _cli(argv, capfd):
     from halo.cli import main
 
-    code = run_cli(main, argv)
+    try:
+        code = run_cli(main, argv)
+    except SystemExit as exc:   # argparse's own one-line usage errors
+        code = exc.code
     out, err = capfd.readouterr()
     return code, out, err.strip()
 
@@ -231,6 +235,37 @@ def test_cli_bad_input_is_one_line(case, pattern, tmp_path, capfd):
     assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.parametrize("value, pattern", [("-3", "a number of layers (0 or more) or all"),
+                                            ("some", "a number of layers (0 or more) or all"),
+                                            ("all", "no GPU backend (CPU only)"), ("4", "no GPU backend (CPU only)")])
+def test_cli_gpu_layers_errors(value, pattern, tmp_path, capfd):
+    if "GPU backend" in pattern and can_offload():
+        pytest.skip("this llama.cpp build has a GPU backend")
+    code, out, err = _cli(["bench", str(default_gguf()), "--gpu-layers", value, "--no-speed", "--max-chunks", "1",
+                           "--json", str(tmp_path / "out.json")], capfd)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error:") and pattern in err, err
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_gpu_layers_default_and_forwarding(monkeypatch):
+    """--gpu-layers reaches llama.cpp's n_gpu_layers (-1 = all); the default is all only with a GPU backend."""
+    import llama_cpp
+
+    from halo.measure import Model, backend
+
+    assert backend.gpu_layers(None) == (-1 if can_offload() else 0) and backend.gpu_layers(0) == 0
+    seen = []
+    real = llama_cpp.Llama.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["n_gpu_layers"])
+        real(self, *args, **kwargs)
+    monkeypatch.setattr(llama_cpp.Llama, "__init__", spy)
+    with Model(default_gguf(), n_ctx=64, threads=THREADS, gpu_layers=0) as model:
+        assert model.backend["gpu_layers"] == 0 and model.backend["n_layer"] == 30
+    assert seen == [0]
+
+
 def test_cli_writes_json(tmp_path, text_file, capfd):
     out = tmp_path / "bench.json"
     code, table, err = _cli(["bench", str(default_gguf()), "--max-chunks", "1", "--ctx", "128", "--tasks", "piqa",
@@ -239,4 +274,10 @@ def test_cli_writes_json(tmp_path, text_file, capfd):
     result = json.loads(out.read_text())
     assert result["perplexity"]["chunks"] == 1 and result["tasks"]["piqa"]["n"] == 2
     assert "speed" not in result and "PPL" in table and "piqa" in table
+    backend = result["backend"]   # where llama.cpp ran it: by default every layer on a GPU when the build has one
+    assert backend["n_layer"] == 30 and backend["devices"] and "backend" in table
+    if not can_offload():
+        assert backend["backend"] == "CPU" and backend["gpu_layers"] == 0 and backend["devices"][0].startswith("CPU")
+    else:
+        assert backend["gpu_layers"] == 31 and backend["backend"] != "CPU"
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left behind

@@ -23,13 +23,19 @@ def tiny(tmp_path_factory):
 
 
 def test_search_pipeline_quick(tiny, tmp_path):
-    _script("search_pipeline.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path)
+    _script("search_pipeline.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path,
+            "--dtypes", "float32,bfloat16")
     result = json.loads((tmp_path / "search_pipeline_quick.json").read_text())
     assert set(result["rows"]) == {"sac", "greedy", "uniform Q4_K", "uniform Q3_K"}
     for row in result["rows"].values():
         assert math.isfinite(row["kld"]["ppl"]) and row["kld"]["kld_mean"] >= 0 and row["size_bytes"] > 0
     assert result["episodes"]["count"] == 4 and 0 < result["episodes"]["eval_share"] < 1
     assert abs(result["evaluator"]["fidelity"]["gap"]) < 0.01   # evaluator vs llama.cpp on the same windows
+    by_dtype = result["evaluator"]["dtypes"]   # the fidelity check per evaluator precision (bfloat16 on the CPU)
+    assert set(by_dtype) == {"float32", "bfloat16"}
+    assert by_dtype["float32"]["fidelity"] == result["evaluator"]["fidelity"]
+    assert by_dtype["bfloat16"]["fidelity"]["ppl_evaluator"] != by_dtype["float32"]["fidelity"]["ppl_evaluator"]
+    assert abs(by_dtype["bfloat16"]["fidelity"]["gap"]) < 0.05
     assert result["pipeline_seconds"] > 0
     assert "| sac |" in (tmp_path / "search_pipeline_quick.md").read_text()
     mtime = (tmp_path / "work_quick" / "sac.gguf").stat().st_mtime

@@ -160,3 +160,28 @@ def test_fidelity_to_llama_cpp(tiny_llama_dir, tiny_text, cal, tmp_path, imatrix
     assert result.path.is_file() and abs(result.gap) < 0.01
     effect = abs(np.log(result.ppl_evaluator / evaluator.base.ppl))
     assert abs(np.log(result.ppl_llama / result.ppl_evaluator)) < 0.2 * effect
+
+
+def test_bfloat16_evaluator_quantizes_from_float32(ev, tiny_llama_dir, tiny_text, cal):
+    """--dtype bfloat16: the forward passes run in bfloat16, but the candidates are libggml's quantization of the
+    float32 weights (what the export writes), rounded after, not a quantization of bfloat16-rounded weights."""
+    half = _evaluator(tiny_llama_dir, tiny_text, cal, dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    for i in (0, 5):
+        exact = ev.cache.weights(i, QT.Q4_K)
+        assert half.cache.weights(i, QT.Q4_K).dtype == torch.bfloat16
+        assert torch.equal(half.cache.weights(i, QT.Q4_K), exact.to(torch.bfloat16))
+    full, rounded = ev.evaluate(MIXED), half.evaluate(MIXED)
+    assert half.evaluate([None] * len(MIXED)).kld == 0
+    assert rounded.kld > 0 and abs(rounded.kld - full.kld) < 0.2 * full.kld
+    assert abs(rounded.ppl - full.ppl) < 0.02 * full.ppl
+
+
+def test_evaluator_dtype_and_device_errors(tiny_llama_dir, tiny_text, cal):
+    with pytest.raises(UserError, match="unknown evaluator dtype"):
+        _evaluator(tiny_llama_dir, tiny_text, cal, dtype="int8")
+    if not torch.cuda.is_available():
+        source = resolve(str(tiny_llama_dir))
+        with pytest.raises(UserError, match="sees no CUDA GPU"):
+            make_evaluator(load_model(source), source, cal, ACTIONS, EvalWindows(N, T), data=str(tiny_text),
+                           device="cuda", progress=False)

@@ -44,8 +44,11 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 class Model:
     """A GGUF file in one llama.cpp context (one sequence) with a reusable decode batch."""
 
-    def __init__(self, path, n_ctx: int = 512, threads: int | None = None, n_batch: int = 512):
+    def __init__(self, path, n_ctx: int = 512, threads: int | None = None, n_batch: int = 512, gpu_layers: int = 0):
+        """`gpu_layers`: llama.cpp's n_gpu_layers (-1 all), as `backend.gpu_layers` resolves a user's request."""
         import llama_cpp
+
+        from .backend import describe
 
         check_llama_build()
         read_gguf(path)
@@ -54,7 +57,7 @@ class Model:
         try:
             self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
                                        n_threads=threads, n_threads_batch=threads, logits_all=False,
-                                       flash_attn=True, verbose=False)
+                                       flash_attn=True, n_gpu_layers=gpu_layers, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"llama.cpp cannot load {path}: {exc}") from None
         self._lib = llama_cpp
@@ -63,6 +66,7 @@ class Model:
         self.n_vocab = self.llm.n_vocab()
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
         self.bos = self.llm.token_bos()
+        self.backend = describe(gpu_layers, llama_cpp.llama_model_n_layer(self.llm.model))
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
 
     def tokenize(self, text: str) -> np.ndarray:

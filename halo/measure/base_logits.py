@@ -24,12 +24,14 @@ from ramputils.hashing import file_sha256, json_sha256
 class BaseLogits:
     """Cached float32 logits of the base model, one file per window."""
 
-    def __init__(self, folder, base, text_file, n_ctx: int, threads: int, n_vocab: int):
+    def __init__(self, folder, base, text_file, n_ctx: int, threads: int, n_vocab: int, backend: dict | None = None):
         import llama_cpp
 
         # contents, not paths or mtimes (a second per GB of base; a bench takes minutes)
         ident = {"base": file_sha256(base), "text": file_sha256(text_file), "n_ctx": int(n_ctx),
                  "threads": int(threads), "llama_cpp_python": llama_cpp.__version__}
+        if backend and backend["gpu_layers"]:  # a GPU's arithmetic gives other logits than the CPU's
+            ident |= {"devices": backend["devices"], "gpu_layers": backend["gpu_layers"]}
         key = json_sha256(ident)[:16]
         self.folder = Path(folder) / key
         try:

@@ -72,18 +72,19 @@ def summarize(kld: np.ndarray, same_top: np.ndarray, nll: np.ndarray, nll_base: 
 
 
 def kl_divergence(path, base, text_file=None, n_ctx: int = 512, max_chunks: int | None = None,
-                  threads: int | None = None, progress: bool = True, base_cache=None) -> dict:
+                  threads: int | None = None, progress: bool = True, base_cache=None, gpu_layers: int = 0) -> dict:
     """Compare GGUF `path` with GGUF `base` on `text_file` (default wiki.test.raw), window by window;
-    `base_cache`: a folder keeping the base's logits between runs."""
+    `base_cache`: a folder keeping the base's logits between runs; `gpu_layers`: llama.cpp's n_gpu_layers."""
     start = time.perf_counter()
-    with Model(base, n_ctx=n_ctx, threads=threads) as ref, Model(path, n_ctx=n_ctx, threads=threads) as model:
+    with (Model(base, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers) as ref,
+          Model(path, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers) as model):
         if ref.n_vocab != model.n_vocab:
             raise UserError(f"{path} has a vocabulary of {model.n_vocab} tokens, the base {base} "
                             f"{ref.n_vocab}: KL divergence needs the same vocabulary")
         tokens = ref.tokenize(read_text(text_file))
         n = n_windows(len(tokens), n_ctx, max_chunks)
         cache = BaseLogits(base_cache, base, text_file or default_text(), n_ctx, ref.threads,
-                           ref.n_vocab) if base_cache else None
+                           ref.n_vocab, ref.backend) if base_cache else None
         parts = {"kld": [], "same_top": [], "nll": [], "nll_base": []}
         for index in tqdm(range(n), desc="KL divergence", unit="chunk", disable=not progress):
             logits_base = cache.get(index) if cache else None

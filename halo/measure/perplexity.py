@@ -95,9 +95,9 @@ def model_perplexity(model, text_file=None, max_chunks: int | None = None, progr
 
 
 def perplexity(path, text_file=None, n_ctx: int = 512, max_chunks: int | None = None,
-               threads: int | None = None, progress: bool = True) -> dict:
+               threads: int | None = None, progress: bool = True, gpu_layers: int = 0) -> dict:
     """Perplexity of a GGUF file over `text_file` (default wiki.test.raw), like `llama-perplexity -c n_ctx`."""
     start = time.perf_counter()
-    with Model(path, n_ctx=n_ctx, threads=threads) as model:
+    with Model(path, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers) as model:
         result = model_perplexity(model, text_file, max_chunks, progress)
     return result | {"seconds": time.perf_counter() - start}

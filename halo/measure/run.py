@@ -13,6 +13,7 @@ from pathlib import Path
 from ramputils.errors import UserError
 
 from . import read_gguf
+from .backend import describe, gpu_layers as resolve_gpu_layers
 from .kld import kl_divergence
 from .perplexity import perplexity
 from .speed import speed as measure_speed
@@ -31,6 +32,13 @@ def file_stats(path) -> dict:
     return {"size_bytes": size, "size_mb": size / 1e6, "params": params, "bpw": size * 8 / params}
 
 
+def block_count(path) -> int:
+    """The file's number of transformer blocks (`<arch>.block_count`)."""
+    fields = read_gguf(path).fields
+    arch = fields["general.architecture"].contents()
+    return int(fields[f"{arch}.block_count"].contents())
+
+
 def _check_count(name: str, value):
     if value is not None and int(value) < 1:
         raise UserError(f"{name} must be at least 1, got {value}")
@@ -38,12 +46,13 @@ def _check_count(name: str, value):
 
 def bench(path, base=None, tasks=(), max_chunks: int | None = None, limit: int | None = None,
           threads: int | None = None, speed: bool = True, n_ctx: int = 512, text_file=None,
-          progress: bool = True, base_cache=None) -> dict:
+          progress: bool = True, base_cache=None, gpu_layers: int | str | None = None) -> dict:
     """Measure GGUF `path`: size, perplexity (and KLD against `base`), accuracy on `tasks`, speed.
 
     max_chunks: windows of wiki.test.raw (None: all, like llama-perplexity); limit: first N items of
     each task; threads: llama.cpp threads (default os.cpu_count()); base_cache: a folder that keeps the
-    base's logits between runs (see `base_logits.py`).
+    base's logits between runs (see `base_logits.py`); gpu_layers: a count, "all" or None (all when llama.cpp
+    has a GPU backend, else 0; see `backend.py`), recorded with the devices under "backend".
     """
     start = time.perf_counter()
     tasks = check_tasks(tasks)
@@ -52,18 +61,21 @@ def bench(path, base=None, tasks=(), max_chunks: int | None = None, limit: int |
     threads = threads or os.cpu_count()
     if base_cache is not None and base is None:
         raise UserError("a base cache needs a base file (--base) to compare against")
+    n_gpu = resolve_gpu_layers(gpu_layers)
     result = {"file": str(path), **file_stats(path), "threads": threads}
+    result["backend"] = describe(n_gpu, block_count(path))
     if base is not None:
         read_gguf(base)
         result["base"] = str(base)
-        result["kld"] = kl_divergence(path, base, text_file, n_ctx, max_chunks, threads, progress, base_cache)
+        result["kld"] = kl_divergence(path, base, text_file, n_ctx, max_chunks, threads, progress, base_cache,
+                                      n_gpu)
         result["perplexity"] = {key: result["kld"][key] for key in PPL_KEYS}
     else:
-        result["perplexity"] = perplexity(path, text_file, n_ctx, max_chunks, threads, progress)
-    result["tasks"] = run_tasks(path, tasks, limit, threads, progress)
+        result["perplexity"] = perplexity(path, text_file, n_ctx, max_chunks, threads, progress, n_gpu)
+    result["tasks"] = run_tasks(path, tasks, limit, threads, progress, n_gpu)
     if limit is not None:
         result["limit"] = int(limit)
     if speed:
-        result["speed"] = measure_speed(path, threads=threads, progress=progress)
+        result["speed"] = measure_speed(path, threads=threads, progress=progress, gpu_layers=n_gpu)
     result["seconds"] = time.perf_counter() - start
     return result

@@ -37,10 +37,10 @@ def _time_tg(model: Model, tokens: np.ndarray) -> float:
 
 
 def speed(path, n_prompt: int = 512, n_gen: int = 128, reps: int = 3, threads: int | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, gpu_layers: int = 0) -> dict:
     """{"pp512": tokens/s, "tg128": tokens/s, ...} of GGUF `path` (names follow n_prompt and n_gen)."""
     threads = threads or os.cpu_count()
-    with Model(path, n_ctx=max(n_prompt, n_gen), threads=threads) as model:
+    with Model(path, n_ctx=max(n_prompt, n_gen), threads=threads, gpu_layers=gpu_layers) as model:
         prompt, gen = _random_tokens(model, n_prompt), _random_tokens(model, n_gen, seed=1)
         runs = [("pp", _time_pp, prompt), ("tg", _time_tg, gen)]
         result = {"threads": threads, "reps": reps}

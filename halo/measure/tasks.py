@@ -168,10 +168,11 @@ def evaluate(model: Model, name: str, limit: int | None = None, progress: bool =
             "seconds": time.perf_counter() - start}
 
 
-def run_tasks(path, names, limit: int | None = None, threads: int | None = None, progress: bool = True) -> dict:
+def run_tasks(path, names, limit: int | None = None, threads: int | None = None, progress: bool = True,
+              gpu_layers: int = 0) -> dict:
     """Accuracy of GGUF `path` on each task in `names`."""
     names = check_tasks(names)
     if not names:
         return {}
-    with Model(path, n_ctx=TASK_CONTEXT, threads=threads) as model:
+    with Model(path, n_ctx=TASK_CONTEXT, threads=threads, gpu_layers=gpu_layers) as model:
         return {name: evaluate(model, name, limit, progress) for name in names}

@@ -13,6 +13,7 @@ ALGOS = ("sac", "ppo", "knapsack", "evo", "uniform")
 ALGO_ALIASES = {"greedy": "knapsack"}   # the knapsack's first name, still accepted
 REWARDS = ("quality-first", "linear", "naive", "dynaquant")
 PLANS = ("auto", "dequantized", "bytes", "on-the-fly")
+EVAL_DTYPES = ("float32", "bfloat16", "float16")
 SENSITIVITIES = ("fisher", "measured", "noise")
 DEFAULT_ACTIONS = (3, 4, 5, 6)
 
@@ -127,6 +128,13 @@ class SearchConfig:
     seed: int = option(0, "seed of the search: the agent, its episodes, evo's mutations (the windows it scores "
                           "on have --eval-seed)", parse=parse_int)
     """The search's own randomness; what it is scored on does not change with it (`EvalWindows.seed`)."""
+    device: str | None = option(None, "device of the search's evaluator: cpu or cuda (default: cuda when present)",
+                                parse=str)
+    """Where the evaluator's forward passes run; None: CUDA when torch sees a GPU, else the CPU."""
+    dtype: str = option("float32", "evaluator precision: float32, bfloat16 or float16 (on a GPU: half the memory "
+                                   "and faster; the libggml weights are rounded to it)", choices=EVAL_DTYPES)
+    """Precision of the evaluator's forward passes; the candidates are quantized from float32 in every case, and
+    float32 is the one whose scores match llama.cpp's (see benchmarks/search_pipeline.py's fidelity per dtype)."""
     plan: str = option("auto", "evaluator memory plan", choices=PLANS)
     """How the evaluator keeps the candidate weights (ramp.evaluation.weight_cache)."""
     max_memory: int | None = option(None, "memory the model may take, e.g. 8GB (default: half the free memory); a "

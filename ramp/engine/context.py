@@ -16,7 +16,7 @@ from halo import allocation as alloc_mod
 from ramputils.errors import UserError
 
 from ..config.search import SearchConfig
-from ..evaluation.evaluator import make_evaluator
+from ..evaluation.evaluator import check_device, make_evaluator
 from ..mdp.budget import allocation_bpw, make_budget
 from ..mdp.env import AllocationEnv, Outcome
 from ..mdp.repair import repair
@@ -81,6 +81,8 @@ def prepare(config: SearchConfig, out: Path, evaluator_factory=None) -> Context:
     `evaluator_factory(calibration)`, when given, supplies the evaluator instead of a local one (the Ray
     search's driver scores on a worker's replica and loads no model of its own unless the budget needs it)."""
     source = resolve(config.model)
+    if evaluator_factory is None:
+        check_device(config.device)   # before minutes of calibration
     cal_dir = Path(config.calibration) if config.calibration else out / "calibration"
     if config.calibration and not (cal_dir / artifact.MANIFEST).exists():
         raise UserError(f"calibration artifact not found: {cal_dir}")
@@ -108,7 +110,8 @@ def prepare(config: SearchConfig, out: Path, evaluator_factory=None) -> Context:
         evaluator = evaluator_factory(cal)
     else:
         evaluator = make_evaluator(model, source, cal, [str(b) for b in config.actions], config.windows,
-                                   config.windows.seed, config.imatrix, config.scale_fold, plan=config.plan)
+                                   config.windows.seed, config.imatrix, config.scale_fold, device=config.device,
+                                   plan=config.plan, dtype=config.dtype)
     base = evaluator.evaluate([None] * len(layers))
     say(f"base model ({source.weights_name}): PPL {base.ppl:.3f} on {config.windows.samples} x "
         f"{config.windows.seq_len} held-out validation tokens; budget {budget.target:.3f} (ceiling "

@@ -37,7 +37,7 @@ import torch
 from halo import qtypes
 from ramputils.errors import UserError
 
-from ..config.search import EvalWindows
+from ..config.search import EVAL_DTYPES, EvalWindows
 from .weight_cache import WeightCache
 
 QType = qtypes.QType
@@ -50,30 +50,53 @@ class EvalResult:
     seconds: float
 
 
+DTYPES = EVAL_DTYPES
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(device) -> torch.device:
+    """`device` as a torch.device (None: cuda when present); asking for CUDA without one is a UserError."""
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; install a CUDA "
+                        "build (RAMP_TORCH=torch bash scripts/setup.sh) or use --device cpu")
+    return device
 
 
 class Evaluator:
     """Scores allocations of `layers` against the base model on fixed token windows."""
 
     def __init__(self, model, layers, candidates: dict, windows: torch.Tensor, imatrix: dict | None = None,
-                 device=None, plan: str = "auto", batch_size: int = 8, progress: bool = True):
+                 device=None, plan: str = "auto", batch_size: int = 8, progress: bool = True,
+                 dtype: str = "float32"):
+        """`dtype`: the precision of the forward passes (float32, or bfloat16/float16 for half the memory and
+        a faster GPU pass); the candidate weights are quantized from float32 either way and rounded after."""
         windows = torch.as_tensor(windows)
         if windows.ndim != 2 or windows.shape[1] < 2 or windows.dtype != torch.long:
             raise UserError(f"evaluation windows must be a (N, T >= 2) LongTensor, got {tuple(windows.shape)} "
                             f"{windows.dtype}")
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
+        if dtype not in DTYPES:
+            raise UserError(f"unknown evaluator dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        self.dtype, source = dtype, None
         if getattr(model, "hf_device_map", None) is not None:   # placed (and maybe offloaded) by accelerate
+            if dtype != "float32":
+                raise UserError("a model streamed from disk (--max-memory) is evaluated in float32; drop --dtype")
             self.device, self.model = torch.device("cpu"), model.eval()   # its hooks move inputs where they run
         else:
-            self.device = torch.device(device) if device is not None else default_device()
-            self.model = model.to(self.device).eval()
+            self.device = check_device(device)
+            if dtype != "float32":   # keep the float32 weights to quantize from (host memory)
+                modules = dict(model.named_modules())
+                source = [modules[layer.name].weight.data.detach().to("cpu", torch.float32) for layer in layers]
+            self.model = model.to(self.device, getattr(torch, dtype)).eval()
         self.layers = list(layers)
         self.windows = windows.to(self.device)
         self.batch_size = int(batch_size)
-        self.cache = WeightCache(self.model, self.layers, candidates, imatrix, plan, progress)
+        self.cache = WeightCache(self.model, self.layers, candidates, imatrix, plan, progress, source)
         self._score_base()
 
     def sibling(self, windows: torch.Tensor) -> "Evaluator":
@@ -167,7 +190,7 @@ def candidate_types(layers, action_types) -> dict[str, list[QType]]:
 
 def make_evaluator(model, source, calibration, action_types, windows: EvalWindows | None = None, seed: int = 0,
                    imatrix: bool = True, scale_fold: bool = False, data: str = "wikitext2", device=None,
-                   plan: str = "auto", batch_size: int = 8, progress: bool = True) -> Evaluator:
+                   plan: str = "auto", batch_size: int = 8, progress: bool = True, dtype: str = "float32") -> Evaluator:
     """An evaluator on `windows` (default `EvalWindows()`) from the evaluation part of `data`.
 
     The windows come from `calibration.data.evaluation_windows` (the last 20 % of the text's tokens,
@@ -189,7 +212,7 @@ def make_evaluator(model, source, calibration, action_types, windows: EvalWindow
     scales = fold_model(model, calibration) if scale_fold else None
     table = {layer.gguf_name: layer_imatrix(calibration, layer, scales) for layer in layers} if imatrix else None
     return Evaluator(model, layers, candidate_types(layers, action_types), windows, table, device, plan,
-                     batch_size, progress)
+                     batch_size, progress, dtype)
 
 
 def validation_windows(source, count: int, seq_len: int, seed: int, skip: int = 0, data: str = "wikitext2"):

@@ -14,6 +14,8 @@ transformers-layout weight, with the export's own importance matrix.  Three memo
 ``auto`` picks the first plan whose storage fits in half of the free memory (psutil, or
 /proc/meminfo; the CUDA allocator's free memory for a device cache) and says so in a log line.
 The original weight tensors are kept; `restore()` puts them back (type ``None`` = base weights).
+A model evaluated in bfloat16 or float16 passes `source`, its float32 weights: the cache quantizes those (the bytes
+the export writes) and only rounds the decoded result to the model's precision.
 """
 
 import logging
@@ -121,7 +123,7 @@ class WeightCache:
     base weight is read from its hook's weights map, and an allocation is swapped into that map."""
 
     def __init__(self, model, layers, candidates: dict, imatrix: dict | None = None, plan: str = "auto",
-                 progress: bool = True):
+                 progress: bool = True, source: list | None = None):
         modules = dict(model.named_modules())
         self.layers = list(layers)
         self.modules = [modules[layer.name] for layer in self.layers]
@@ -129,6 +131,8 @@ class WeightCache:
         self.maps = [None if hook is None else hook.weights_map for hook in self.hooks]
         self.base = [module.weight.data if hook is None else hook.weights_map["weight"]   # the original tensors
                      for module, hook in zip(self.modules, self.hooks)]
+        assert source is None or [tuple(w.shape) for w in source] == [tuple(w.shape) for w in self.base]
+        self.source = source   # float32 weights to quantize; None: the model's own
         self.candidates = check_candidates(self.layers, candidates)
         self.imatrix = imatrix
         self.device = self.base[0].device
@@ -153,7 +157,8 @@ class WeightCache:
                  len(self.layers), sum(len(t) for t in self.candidates.values()))
 
     def _weight(self, index: int) -> np.ndarray:
-        return self.base[index].detach().to("cpu", torch.float32).numpy()
+        weight = self.base[index] if self.source is None else self.source[index]
+        return weight.detach().to("cpu", torch.float32).numpy()
 
     def _imatrix(self, index: int) -> np.ndarray | None:
         return None if self.imatrix is None else self.imatrix[self.layers[index].gguf_name]
@@ -186,7 +191,7 @@ class WeightCache:
 
     def error(self, index: int, qtype: QType) -> torch.Tensor:
         """Layer `index`'s quantization error in `qtype` (llama.cpp's weights minus the base), float64 on the CPU."""
-        base = self.base[index].detach().to("cpu", torch.float64)
+        base = torch.from_numpy(self._weight(index)).double()
         return self.weights(index, qtype).detach().to("cpu", torch.float64) - base
 
     def apply(self, types, weights: dict | None = None) -> None:
