@@ -9,8 +9,8 @@
 # else (as on a machine the 98 MB package cannot reach) a tiny random Llama with SmolLM2's tokenizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-benchmarks/results/gpu.json}
-shift || true
+out=benchmarks/results/gpu.json
+if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then out=$1; shift; fi
 wheels=${RAMP_WHEELS:-.whl}
 if [ -x .venv/bin/python ]; then py=.venv/bin/python; else py=${PYTHON:-python3}; fi
 site=${RAMP_SITE:-/tmp/ramp-site}
