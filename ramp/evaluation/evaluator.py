@@ -50,9 +50,6 @@ class EvalResult:
     seconds: float
 
 
-DTYPES = EVAL_DTYPES
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -80,8 +77,8 @@ class Evaluator:
                             f"{windows.dtype}")
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
-        if dtype not in DTYPES:
-            raise UserError(f"unknown evaluator dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        if dtype not in EVAL_DTYPES:
+            raise UserError(f"unknown evaluator dtype {dtype!r}; use one of {', '.join(EVAL_DTYPES)}")
         self.dtype, source = dtype, None
         if getattr(model, "hf_device_map", None) is not None:   # placed (and maybe offloaded) by accelerate
             if dtype != "float32":
