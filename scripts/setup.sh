@@ -3,8 +3,8 @@
 # torch is installed first so its build fits the machine: RAMP_TORCH (default torch==2.13.0, the local
 # CPU wheel on these machines) names it; a GPU user sets RAMP_TORCH=torch or brings a venv with torch.
 # llama-cpp-python is built from source on first install (minutes); pip caches the wheel afterwards.
-# GPU: RAMP_CUDA=1 (or, with RAMP_CUDA unset, an nvcc on PATH) builds llama.cpp with GGML_CUDA=on for the local
-# GPU's architecture only (nvidia-smi's compute capability; all of CUDA's when it cannot tell), never from the
+# GPU: RAMP_CUDA=1 (or, with RAMP_CUDA unset, an nvcc on PATH and a GPU nvidia-smi sees) builds llama.cpp with GGML_CUDA=on for the local
+# GPU's architecture only (nvidia-smi's compute capability; llama.cpp's default when it cannot tell), never from the
 # CPU wheel in pip's cache; RAMP_CUDA=0 forces the CPU build.  Bring a CUDA torch with RAMP_TORCH.
 # RAMP_SETUP_PLAN=1 prints the choices and builds nothing.
 set -euo pipefail
@@ -16,15 +16,20 @@ if [ "$(uname -m)" = x86_64 ]; then
 fi
 cd "$(dirname "$0")/.."
 cuda=${RAMP_CUDA:-}
-if [ -z "$cuda" ]; then
-  if command -v nvcc >/dev/null 2>&1; then cuda=1; why="nvcc found at $(command -v nvcc)"; else cuda=0; fi
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '. ' || true)
+if [ -z "$cuda" ]; then   # nvcc alone is not enough: a CUDA toolkit without a GPU builds nothing that runs
+  if command -v nvcc >/dev/null 2>&1 && [ -n "$arch" ]; then
+    cuda=1; why="nvcc found at $(command -v nvcc) and a GPU of compute capability $arch"
+  else
+    cuda=0
+    command -v nvcc >/dev/null 2>&1 && echo "setup: nvcc found but no GPU (nvidia-smi): CPU build" >&2
+  fi
 else
   why="RAMP_CUDA=$cuda"
 fi
 if [ "$cuda" = 1 ]; then
-  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '. ' || true)
   export CMAKE_ARGS="${CMAKE_ARGS:-} -DGGML_CUDA=on${arch:+ -DCMAKE_CUDA_ARCHITECTURES=$arch}"
-  echo "setup: llama.cpp with CUDA ($why; architecture ${arch:-every one CUDA knows: no nvidia-smi})" >&2
+  echo "setup: llama.cpp with CUDA ($why; architecture ${arch:-the llama.cpp default, native: no nvidia-smi})" >&2
 fi
 if [ "${RAMP_SETUP_PLAN:-0}" = 1 ]; then   # say what would be built, build nothing
   echo "cuda=$cuda cmake_args=${CMAKE_ARGS:-} torch=${RAMP_TORCH:-torch==2.13.0} venv=${RAMP_VENV:-.venv}"
