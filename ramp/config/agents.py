@@ -9,6 +9,16 @@ from .fields import option
 class SACConfig:
     """SAC hyperparameters; the defaults are RAMP's (tables 25-27)."""
 
+    mode: str = option("guided", "guided: SAC adjusts each layer's sensitivity and a knapsack decodes an allocation "
+                                 "exactly within the budget, episode 0 being the knapsack's (ramp.engine.guided_train);"
+                                 " paper: RAMP's eq. 19-20 search, one width per layer step", name="sac_mode",
+                       choices=("guided", "paper"))
+    """The SAC search: "guided" (the default, an extension of the paper: budget-exact episodes on the joint KL,
+    warm-started from the knapsack) or "paper" (RAMP's MDP and reward as published, for its claims)."""
+    guide_scale: float = option(1.0, "guided SAC: how far an action of +-1 scales a layer's sensitivity (by "
+                                     "exp(+-scale))", parse=float)
+    """kappa: the action a in [-1, 1] multiplies the layer's sensitivity row by exp(kappa a) before the knapsack."""
+
     hidden: tuple[int, ...] = (512, 512, 256)
     """Hidden widths of actor and each critic; LayerNorm follows every hidden layer but the last (table 27)."""
     gamma: float = 0.99

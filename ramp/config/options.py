@@ -29,12 +29,21 @@ USED_BY = {
     "budget_mode": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, whose reward prices memory itself"),
     "quality": (lambda c: c.reward != "dynaquant", "not for --reward dynaquant, which has its own reward terms"),
     "ray_address": (lambda c: c.workers > 0, "for Ray workers: use it with --workers N"),
-    "sensitivity": (lambda c: c.algo in ("knapsack", "evo"), "a knapsack setting: use it with --algo knapsack or evo"),
-    "fisher_samples": (lambda c: c.algo in ("knapsack", "evo") and c.sensitivity == "fisher",
-                       "a Fisher setting: use it with --algo knapsack (or evo) --sensitivity fisher"),
+    "sensitivity": (lambda c: c.algo in ("knapsack", "evo") or guided(c),
+                    "a knapsack setting: use it with --algo knapsack, evo or sac (guided)"),
+    "fisher_samples": (lambda c: (c.algo in ("knapsack", "evo") or guided(c)) and c.sensitivity == "fisher",
+                       "a Fisher setting: use it with --sensitivity fisher and --algo knapsack, evo or sac (guided)"),
     "evo": (lambda c: c.algo == "evo", "an evolution setting: use it with --algo evo"),
-    "confirm_samples": (lambda c: c.algo == "evo", "the confirmation split of --algo evo"),
+    "confirm_samples": (lambda c: c.algo == "evo" or guided(c), "the confirmation split of --algo evo and sac (guided)"),
+    "guide_scale": (lambda c: guided(c), "a guided-SAC setting: use it with --algo sac (--sac-mode guided)"),
 }
+# what only the paper's SAC reads: refused in the guided mode, which never pays eq. 19-20 and is budget-exact
+PAPER_ONLY = ("reward", "budget_mode", "credit", "ceiling", "workers")
+
+
+def guided(config) -> bool:
+    """The default SAC search: a knapsack decodes every episode's allocation (ramp.engine.guided_train)."""
+    return config.algo == "sac" and config.sac.mode == "guided" and config.reward != "dynaquant"
 
 
 def option_table(cls=SearchConfig) -> dict:
@@ -161,20 +170,22 @@ def search_config(**options) -> SearchConfig:
     values = {name: read(name, value, table) for name, value in options.items() if name != "actions"}
     top = {table[n][1].name: v for n, v in values.items() if table[n][0] is None}
     config = SearchConfig(**top)
-    for name in values:
-        used, message = USED_BY.get(name) or USED_BY.get(table[name][0] or name, (lambda c: True, ""))
-        if not used(config):
-            got = f"--algo {config.algo}" + (", --reward dynaquant" if config.reward == "dynaquant" else "")
-            raise UserError(f"{flag(name, table)} is {message} (got {got})")
-    if config.algo == "evo" and "quality" not in options:
-        config.quality = "kld"   # evolution on the joint KL: the quality signal the knapsack's table estimates
-    ppo = PPOConfig(**DYNAQUANT_PPO) if config.reward == "dynaquant" else PPOConfig()
-    config.ppo = ppo
+    config.ppo = PPOConfig(**DYNAQUANT_PPO) if config.reward == "dynaquant" else PPOConfig()
     config.actions = read_actions(options.get("actions"), config.reward)
     for name, value in values.items():
         section = table[name][0]
         if section is not None:
             setattr(config, section, replace(getattr(config, section), **{table[name][1].name: value}))
+    for name in values:
+        used, message = USED_BY.get(name) or USED_BY.get(table[name][0] or name, (lambda c: True, ""))
+        if not used(config):
+            got = f"--algo {config.algo}" + (", --reward dynaquant" if config.reward == "dynaquant" else "")
+            raise UserError(f"{flag(name, table)} is {message} (got {got})")
+        if guided(config) and name in PAPER_ONLY:
+            raise UserError(f"{flag(name, table)} is a setting of the paper's SAC search: add --sac-mode paper "
+                            "(the guided default ends every episode exactly within the budget on the joint KL)")
+    if (config.algo == "evo" or guided(config)) and "quality" not in options:
+        config.quality = "kld"   # search on the joint KL: the quality signal the knapsack's table estimates
     if config.reward == "dynaquant":
         config.dynaquant = replace(config.dynaquant, formats=config.actions)
     check(config)
@@ -193,6 +204,10 @@ def check(config: SearchConfig) -> None:
         raise UserError(f"--reward dynaquant is DynaQuant's PPO mode: use --algo ppo (got --algo {config.algo})")
     if config.workers and (config.algo != "sac" or config.reward == "dynaquant"):
         raise UserError(f"--workers N runs SAC episodes on Ray; use it with --algo sac (got --algo {config.algo})")
+    if not config.sac.guide_scale > 0:
+        raise UserError(f"--guide-scale must be above 0, got {config.sac.guide_scale}")
+    if guided(config) and config.workers:
+        raise UserError("--workers N runs the paper's SAC episodes on Ray: add --sac-mode paper")
     if config.episodes < 1:
         raise UserError("--episodes must be at least 1")
     if len(set(config.actions)) != len(config.actions) or len(config.actions) < 2:

@@ -164,6 +164,8 @@ class SearchConfig:
                             "in another --out")
         if "algo" in data:
             data = {**data, "algo": parse_algo(data["algo"])}
+        if isinstance(data.get("sac"), dict) and "mode" not in data["sac"]:   # saved before the guided mode
+            data = {**data, "sac": {**data["sac"], "mode": "paper"}}
         return _build(cls, data)
 
 

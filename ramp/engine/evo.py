@@ -13,9 +13,9 @@ The search spends `--episodes` evaluations, the same count SAC is given.  Childr
 by (seed, episode), so a resumed search repeats exactly what an uninterrupted one does.
 
 The winner on the search's own windows is biased low (it was selected on them), so the answer is picked on a
-confirmation split: the `--evo-finalists` lowest-loss distinct allocations seen (the knapsack's always among them)
-are scored on `--confirm-samples` further validation windows, disjoint from the search's, and the lowest there is
-the answer.  The loss is the KL divergence from the base unless `--quality ppl` is given.
+confirmation split (`ramp.engine.confirm`): the `--evo-finalists` lowest-loss distinct allocations seen (the
+knapsack's always among them) are scored on `--confirm-samples` further validation windows, disjoint from the
+search's, and the lowest there is the answer.  The loss is the KL divergence from the base unless `--quality ppl` is given.
 """
 
 import numpy as np
@@ -23,9 +23,7 @@ import numpy as np
 from halo import allocation as alloc_mod
 
 from .. import sensitivity
-from ..evaluation.evaluator import validation_windows
-from ..mdp.env import Outcome
-from .context import say
+from .confirm import choose, keep
 from .knapsack import allocate
 from .learner import AllocationLearner
 from .loop import run_episodes
@@ -131,10 +129,7 @@ class EvoLearner(AllocationLearner):
         return {"parent_loss": self.parent["loss"], "generation": (index - 1) // offspring + 1}
 
     def _keep(self, loss: float, bits: list[int]) -> None:
-        if any(bits == kept for _, kept in self.finalists):
-            return
-        self.finalists = sorted(self.finalists + [(loss, bits)], key=lambda item: item[0])
-        self.finalists = self.finalists[: self.ctx.config.evo.finalists]
+        self.finalists = keep(self.finalists, loss, bits, self.ctx.config.evo.finalists)
 
     def agent_state(self) -> dict:
         return {"parent": self.parent, "generation_best": self.generation_best, "finalists": self.finalists}
@@ -147,38 +142,11 @@ class EvoLearner(AllocationLearner):
         return {"loss": f"{record['r_quality'] * -1:.4f}", "parent": f"{record['parent_loss']:.4f}"}
 
     def answers(self) -> dict:
-        """The finalists (the knapsack's among them) scored on the confirmation split; the lowest there is chosen,
-        and `outputs.finish` keeps that choice."""
-        ctx = self.ctx
+        """The finalists (the knapsack's among them) scored on the confirmation split (`ramp.engine.confirm`)."""
         candidates = [bits for _, bits in self.finalists]
-        if self.start not in candidates:
-            candidates = candidates[:-1] + [self.start] if len(candidates) >= ctx.config.evo.finalists \
-                else candidates + [self.start]
-        judge = confirmation(ctx)
-        rows = []
-        for bits in candidates:
-            result = judge.evaluate_allocation(alloc_mod.resolve(ctx.layers, bits))
-            search = ctx.outcome(bits)[1]
-            confirmed = Outcome(result.ppl, result.kld, search.bpw, search.real_bpw, search.nominal_bpw)
-            rows.append({"bits": bits, "search_kld": search.kld, "search_ppl": search.ppl,
-                         "confirm_kld": result.kld, "confirm_ppl": result.ppl, "loss": ctx.loss(confirmed),
-                         "knapsack": bits == self.start})
-        chosen = min(rows, key=lambda row: row["loss"])
-        start_row = next(row for row in rows if row["knapsack"])
-        say(f"confirmation split ({ctx.config.windows.confirm_samples} windows): chosen KLD {chosen['confirm_kld']:.5f}"
-            f", knapsack's {start_row['confirm_kld']:.5f}")
-        return {"allocations": {"confirmed": chosen["bits"], "knapsack": self.start},
-                "chosen": "confirmed", "keep_choice": True, "episodes": ctx.config.episodes,
-                "confirmation": [{k: v for k, v in row.items() if k != "bits"} for row in rows],
-                "sensitivity": self.table_cost}
-
-
-def confirmation(ctx):
-    """An evaluator on the confirmation split: `confirm_samples` validation windows drawn after the search's own
-    from the same permutation (so disjoint from them), sharing the search evaluator's model and weight cache."""
-    w = ctx.config.windows
-    windows = validation_windows(ctx.source, w.confirm_samples, w.seq_len, w.seed, skip=w.samples)
-    return ctx.evaluator.sibling(windows)
+        if self.start not in candidates and len(candidates) >= self.ctx.config.evo.finalists:
+            candidates = candidates[:-1]   # the knapsack's takes the last place
+        return choose(self.ctx, candidates, self.start) | {"sensitivity": self.table_cost}
 
 
 def train(ctx, resume: bool) -> dict:

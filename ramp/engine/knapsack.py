@@ -54,16 +54,21 @@ def solve_knapsack(costs: np.ndarray, weights: np.ndarray, capacity: float) -> l
     return choice[::-1]
 
 
-def allocate(layers, actions, sensitivity: dict, budget) -> list[int]:
-    """The knapsack allocation for one budget (sensitivities measured once, reused for any budget)."""
+def problem(layers, actions, sensitivity: dict, budget) -> tuple[np.ndarray, np.ndarray, float]:
+    """(costs, weights, capacity) of the knapsack: each layer's sensitivity and cost in bits per width, and the
+    budget in bits (real bytes, or nominal bits x weights)."""
     costs = np.array([[sensitivity[layer.gguf_name][str(b)] for b in actions] for layer in layers])
     if budget.nominal:
         weights = np.array([[b * layer.params for b in actions] for layer in layers], dtype=np.float64)
-        capacity = budget.target * sum(layer.params for layer in layers)
     else:
         weights = np.array([[alloc_mod.choice(layer, b).bytes * 8 for b in actions] for layer in layers],
                            dtype=np.float64)
-        capacity = budget.target * sum(layer.params for layer in layers)
+    return costs, weights, budget.target * sum(layer.params for layer in layers)
+
+
+def allocate(layers, actions, sensitivity: dict, budget) -> list[int]:
+    """The knapsack allocation for one budget (sensitivities measured once, reused for any budget)."""
+    costs, weights, capacity = problem(layers, actions, sensitivity, budget)
     return [actions[k] for k in solve_knapsack(costs, weights, capacity)]
 
 

@@ -107,5 +107,6 @@ def policy_card(ctx, agent, episodes: int) -> dict:
             "obs_dim": agent.obs_dim}
 
 
-def write_policy(ctx, agent, episodes: int):
-    return save_policy(ctx.out, "policy", agent.policy_state_dict(), policy_card(ctx, agent, episodes))
+def write_policy(ctx, agent, episodes: int, extra: dict | None = None):
+    """policy.safetensors and its card (`extra`: what a mode adds, e.g. the guided SAC's state features)."""
+    return save_policy(ctx.out, "policy", agent.policy_state_dict(), policy_card(ctx, agent, episodes) | (extra or {}))

@@ -14,13 +14,14 @@ from pathlib import Path
 from ramputils.atomic import write_json
 from ramputils.errors import UserError
 
-from ..config.options import check
+from ..config.options import check, guided
 from ..config.search import SearchConfig
-from . import checkpoint, evo, knapsack, ppo_train, sac_train, uniform
+from . import checkpoint, evo, guided_train, knapsack, ppo_train, sac_train, uniform
 from .context import prepare
 from .outputs import finish
 
-# algo -> train(ctx, resume) -> {"allocations": {label: bits}, "chosen": label, ...}
+# algo -> train(ctx, resume) -> {"allocations": {label: bits}, "chosen": label, ...}; "sac" is the paper's search,
+# its default guided mode is `guided_train`
 TRAINERS = {"sac": sac_train.train, "ppo": ppo_train.train, "knapsack": knapsack.train, "evo": evo.train,
             "uniform": uniform.train}
 CONFIG = "config.json"
@@ -82,4 +83,5 @@ def _dispatch(config: SearchConfig, out: Path, resume: bool) -> dict:
             raise UserError("--workers needs Ray: pip install 'ray>=2.9'") from None
         return ray_train.run(config, out, resume)
     ctx = prepare(config, out)
-    return finish(ctx, TRAINERS[config.algo](ctx, resume))
+    train = guided_train.train if guided(config) else TRAINERS[config.algo]
+    return finish(ctx, train(ctx, resume))
