@@ -9,6 +9,7 @@ import pytest
 
 from halo import allocation as alloc_mod
 from ramp.config.options import search_config
+from ramp.config.search import BudgetOptions, EvalWindows
 from ramp.engine import guided_train
 from ramp.engine.context import prepare
 from ramp.engine.guided import OBS_DIM, Decoder, observations
@@ -16,6 +17,7 @@ from ramp.engine.knapsack import allocate, problem
 from ramp.engine.loop import run_episodes
 from ramp.engine.run import run
 from ramp.mdp.budget import Budget
+from ramp.transfer_run import transfer
 from ramputils.errors import UserError
 from tests.conftest import fast_config
 from tests.test_evo import _layers
@@ -78,6 +80,11 @@ def test_the_guided_search_starts_at_the_knapsack_and_stays_within_budget(tiny_l
         min(rows, key=lambda row: row["confirm_kld"])["search_kld"])
     card = json.loads((out / "policy.json").read_text())
     assert card["sac_mode"] == "guided" and card["obs_dim"] == 15 and card["sac"]["mode"] == "guided"
+    # the policy transfers: the target's own table, decoded within the target's budget
+    moved = transfer(str(out / "policy.safetensors"), str(tiny_llama_dir), tmp_path / "t", BudgetOptions(budget=4.2),
+                     str(tiny_cal.path), windows=EvalWindows(samples=2, seq_len=64))
+    assert moved["bpw"] <= 4.2 + 1e-9 and moved["repaired_layers"] == 0 and moved["kld"] > 0
+    assert len(json.loads((tmp_path / "t" / "allocation.json").read_text())["layers"]) == len(tiny_cal.layers)
 
 
 def test_a_resumed_guided_search_repeats_the_uninterrupted_one(tiny_llama_dir, tiny_cal, tmp_path):

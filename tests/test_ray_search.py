@@ -39,8 +39,8 @@ def _answers(summary):
 
 
 def test_one_worker_equals_the_in_process_search(cluster, tiny_llama_dir, tiny_cal, tmp_path):
-    local = run(fast_config(tiny_llama_dir, tiny_cal), tmp_path / "local")
-    remote = run(fast_config(tiny_llama_dir, tiny_cal, workers=1), tmp_path / "ray1")
+    local = run(fast_config(tiny_llama_dir, tiny_cal, sac_mode="paper"), tmp_path / "local")
+    remote = run(fast_config(tiny_llama_dir, tiny_cal, workers=1, sac_mode="paper"), tmp_path / "ray1")
     assert _episodes(tmp_path / "ray1") == _episodes(tmp_path / "local")
     assert _answers(remote) == _answers(local) and remote["chosen"] == local["chosen"]
     timing = json.loads((tmp_path / "ray1" / "ray.json").read_text())
@@ -50,7 +50,7 @@ def test_one_worker_equals_the_in_process_search(cluster, tiny_llama_dir, tiny_c
 @pytest.fixture(scope="module")
 def two_workers(cluster, tiny_llama_dir, tiny_cal, tmp_path_factory):
     """(config, out, summary) of an uninterrupted 8-episode search on two workers."""
-    config = fast_config(tiny_llama_dir, tiny_cal, workers=2, episodes=8)
+    config = fast_config(tiny_llama_dir, tiny_cal, workers=2, episodes=8, sac_mode="paper")
     out = tmp_path_factory.mktemp("ray2") / "straight"
     return config, out, run(config, out)
 

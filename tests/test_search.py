@@ -28,7 +28,7 @@ def _log(out):
 def test_sac_search_end_to_end_and_deterministic(tiny_llama_dir, tiny_cal, tmp_path, capsys):
     argv = ["search", "--model", str(tiny_llama_dir), "--calibration", str(tiny_cal.path), "--episodes", "6",
             "--warmup-episodes", "2", "--updates-per-episode", "4", "--eval-samples", "2", "--eval-seq-len", "64",
-            "--out", str(tmp_path / "a"), "--export", str(tmp_path / "a.gguf")]
+            "--sac-mode", "paper", "--out", str(tmp_path / "a"), "--export", str(tmp_path / "a.gguf")]
     assert run_cli(ramp_main, argv) == 0
     out = tmp_path / "a"
     for name in ("allocation.json", "policy.safetensors", "policy.json", "log.jsonl", "learning.png",
@@ -48,7 +48,7 @@ def test_sac_search_end_to_end_and_deterministic(tiny_llama_dir, tiny_cal, tmp_p
     assert len(alloc["layers"]) == 14 and alloc["summary"]["bpw"] == pytest.approx(chosen["real_bpw"], abs=1e-4)
     assert (tmp_path / "a.gguf").stat().st_size > 0  # export ran it in llama.cpp before returning
     # same seed, same everything
-    run(fast_config(tiny_llama_dir, tiny_cal), tmp_path / "b")
+    run(fast_config(tiny_llama_dir, tiny_cal, sac_mode="paper"), tmp_path / "b")
     again = _log(tmp_path / "b")
     assert [(r["ppl"], r["bits"], r["reward"]) for r in again] == [(r["ppl"], r["bits"], r["reward"]) for r in records]
 
@@ -160,7 +160,7 @@ def test_target_size_counts_what_the_export_writes(tiny_llama_dir, tiny_cal, tmp
 
 def test_search_with_an_ablation_reward(tiny_llama_dir, tiny_cal, tmp_path):
     out = tmp_path / "linear"
-    run(fast_config(tiny_llama_dir, tiny_cal, reward="linear", episodes=3), out)
+    run(fast_config(tiny_llama_dir, tiny_cal, reward="linear", episodes=3, sac_mode="paper"), out)
     assert json.loads((out / "config.json").read_text())["reward"] == "linear"
     records = _log(out)
     assert len(records) == 3
@@ -195,7 +195,7 @@ def test_the_answer_is_the_feasible_allocation_lowest_in_loss():
 
 def test_repair_budget_mode_keeps_every_episode_within_budget(tiny_llama_dir, tiny_cal, tmp_path):
     out = tmp_path / "repair"
-    run(fast_config(tiny_llama_dir, tiny_cal, budget=3.8, budget_mode="repair", episodes=4), out)
+    run(fast_config(tiny_llama_dir, tiny_cal, budget=3.8, budget_mode="repair", episodes=4, sac_mode="paper"), out)
     records = _log(out)
     assert all(r["feasible"] and r["bpw"] <= 3.8 + 1e-9 and r["r_budget"] == 0.0 for r in records)
     assert any(r["repaired_layers"] > 0 for r in records)   # random warm-up actions overshoot 3.8 bpw
@@ -208,7 +208,7 @@ def test_repair_budget_mode_keeps_every_episode_within_budget(tiny_llama_dir, ti
 
 def test_kld_quality_chooses_the_lowest_divergence(tiny_llama_dir, tiny_cal, tmp_path):
     out = tmp_path / "kld"
-    run(fast_config(tiny_llama_dir, tiny_cal, quality="kld", episodes=5), out)
+    run(fast_config(tiny_llama_dir, tiny_cal, quality="kld", episodes=5, sac_mode="paper"), out)
     records = [r for r in _log(out) if r["feasible"]]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["chosen"] == _lowest_feasible(summary, "kld") and records
