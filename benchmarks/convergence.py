@@ -4,7 +4,7 @@
                                      [--seeds 0,1,2] [--episodes 200] [--budget 4.5] [--no-bench] [--quick]
 
 Each variant `ALGO:REWARD[:BUDGET_MODE[:QUALITY]]` is a `ramp search --algo ALGO --reward REWARD --budget-mode MODE
---quality QUALITY` run per seed, all on one calibration, one evaluator (WikiText-2 validation windows) and one
+--quality QUALITY` run per seed (SAC in the paper's mode, `--sac-mode paper`: the rewards are its settings), all on one calibration, one evaluator (WikiText-2 validation windows) and one
 budget.  From each search's log.jsonl:
   * best-so-far validation PPL among episodes within budget over the base PPL on the same windows (each seed draws
     its own windows), against episodes (the curve, mean and band over seeds), and the episode return beside it;
@@ -89,7 +89,7 @@ def main() -> None:
                                         "--budget-mode", mode, "--quality", quality, "--budget", str(args.budget),
                                         "--calibration", cal,
                                         "--seed", str(seed),
-                                        *search_args, *(sac_quick if algo == "sac" else []),
+                                        *search_args, *(sac_quick + ["--sac-mode", "paper"] if algo == "sac" else []),
                                         "--out", out, *resume_flag(out)], out / "summary.json")
             variant = f"{algo}:{reward}" + suffix.replace("-", ":")
             run = _curve(out, args.tolerance) | {"variant": variant, "seed": seed,

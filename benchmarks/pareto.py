@@ -10,10 +10,13 @@ Rows (each a file written by HALO or llama.cpp and measured by `halo bench` on W
   * HALO uniform Q3_K, Q4_K, Q5_K, Q6_K, Q8_0 (imatrix);
   * scale folding (claim C3): uniform Q3_K and the greedy allocations at the two smallest budgets, exported
     again with --scale-fold;
-  * greedy (`--algo knapsack`: sensitivities measured once, the knapsack solved per budget), RAMP-SAC and evo
-    (`--algo evo` from the same measured table, given SAC's `--episodes` evaluations; one search per budget and
-    seed each) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between the
+  * greedy (`--algo knapsack`: sensitivities measured once, the knapsack solved per budget), RAMP-SAC guided
+    (`--algo sac`, its default mode, decoding every episode with the knapsack from the same measured table) and
+    evo (`--algo evo` from the same table, given SAC's `--episodes` evaluations); one search per budget and seed
+    each, their wall times in `seconds` beside the table's own (`search_greedy-*`, which measures it once) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between the
     smallest reachable file (uniform 3 bits) and Q6_K.
+Rows labelled `RAMP-SAC @` (method `sac`) in an older results file are the paper's SAC (`--sac-mode paper`),
+which this script no longer runs; they stay as measured.
 Searches see only WikiText-2 validation text.  Everything resumes: a finished step is skipped on re-run, and
 the results files are rewritten after every measured row; a run in a fresh --work folder (a new machine) keeps
 the rows of the results file that it does not measure again, when that file was measured with the same model,
@@ -162,13 +165,16 @@ def main() -> None:
                 f"greedy-fold-{label}", wanted("fold", f"greedy + fold @ {label}") and here and report is not None,
                 ["--allocation", out / "allocation.json", "--scale-fold"]), label)
         for seed in [int(s) for s in args.seeds.split(",")]:
-            key, out, row = f"sac-{label}-s{seed}", work / f"sac-{label}-s{seed}", f"RAMP-SAC @ {label} seed {seed}"
+            key, out = f"sacg-{label}-s{seed}", work / f"sacg-{label}-s{seed}"
+            row = f"RAMP-SAC guided @ {label} seed {seed}"
             if wanted("sac", row) and here:
                 steps.run(f"search_{key}", [
-                    BIN / "ramp", "search", "--model", spec, "--target-size", str(size), "--calibration", cal,
+                    BIN / "ramp", "search", "--model", spec, "--algo", "sac", "--sac-mode", "guided",
+                    "--sensitivity", "measured", "--target-size", str(size), "--calibration", cal,
                     "--seed", str(seed), *sac_args, *search, "--out", out, *resume_flag(out)], out / "summary.json")
-            keep(f"RAMP-SAC @ {label}", "sac", measure(key, wanted("sac", row) and here,
-                                                       ["--allocation", out / "allocation.json"]), label, seed, row)
+            keep(f"RAMP-SAC guided @ {label}", "sac-guided", measure(key, wanted("sac", row) and here,
+                                                                     ["--allocation", out / "allocation.json"]),
+                 label, seed, row)
             key, out, row = f"evo-{label}-s{seed}", work / f"evo-{label}-s{seed}", f"evo @ {label} seed {seed}"
             if wanted("evo", row) and here:   # from the greedy row's allocation (same table), SAC's evaluations
                 steps.run(f"search_{key}", [
@@ -274,7 +280,7 @@ def _claim_c1(groups: list) -> list[str]:
     lines += [f"| {g['label']} | {g['seeds']} | {g['size_bytes'] / 1e6:.2f} | {_spread(g, 'ppl', '.3f')} | "
               f"{_spread(g, 'kld', '.4f')} | {100 * g['same_top']:.1f} |" for g in at_q4]
     lines += ["", f"Size at Q4_K_M's PPL ({q4['ppl']:.3f}), linear between a method's neighbouring budgets:"]
-    for method in ("greedy", "sac", "evo"):
+    for method in ("greedy", "sac", "sac-guided", "evo"):
         points = sorted((g["size_bytes"], g["ppl"]) for g in groups if g["method"] == method and g.get("budget"))
         lines.append(f"- {method}: {_size_at(points, q4['ppl'])}")
     return lines
@@ -320,7 +326,8 @@ def _plot(r: dict, path: Path) -> None:
     # llama.cpp's presets with and without imatrix are told apart: imatrix moves them more than some methods differ
     styles = {"llama.cpp": ("s", "tab:gray", "tab:gray"), "llama.cpp + imatrix": ("s", "none", "tab:purple"),
               "uniform": ("^", "tab:blue", "tab:blue"), "greedy": ("D", "tab:orange", "tab:orange"),
-              "sac": ("o", "tab:red", "tab:red"), "evo": ("P", "tab:brown", "tab:brown"),
+              "sac": ("o", "none", "tab:red"), "sac-guided": ("o", "tab:red", "tab:red"),
+              "evo": ("P", "tab:brown", "tab:brown"),
               "fold": ("v", "tab:green", "tab:green"),
               "base": ("*", "black", "black")}
 

@@ -2,7 +2,7 @@
 
     python benchmarks/ray_workers.py [--model smollm2-135m] [--workers 1,2] [--episodes 30] [--quick]
 
-Every run is the same SAC search (one calibration, seed 0, the default evaluator) for `--episodes` episodes,
+Every run is the same SAC search (the paper's mode, `--sac-mode paper`: Ray workers run its episodes; one calibration, seed 0, the default evaluator) for `--episodes` episodes,
 all past warm-up so the learner does its gradient steps too: first in process (`--workers` unset, the
 baseline measured in the same run), then `ramp search --workers N` for each N on a local Ray started with
 this machine's CPUs.  From each run: episodes per minute over the loop (Ray: `ray.json`; in process: the
@@ -49,7 +49,8 @@ def main() -> None:
         key = "in-process" if n == 0 else f"ray-{n}"
         out = steps.work / key
         steps.run(key, [BIN / "ramp", "search", "--model", spec, "--calibration", cal, "--episodes", str(episodes),
-                        "--warmup-episodes", "0", *small, *(["--workers", str(n)] if n else []), "--out", out],
+                        "--warmup-episodes", "0", "--sac-mode", "paper", *small, *(["--workers", str(n)] if n else []),
+                        "--out", out],
                   out / "summary.json")
         rows[key] = _row(out, n, steps.seconds[key])
     for row in rows.values():

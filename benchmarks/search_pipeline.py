@@ -4,7 +4,7 @@
 
 Stages, each run through the real CLI and timed, each skipped when its output exists (resume):
   1. `ramp calibrate` (128 x 512 tokens of WikiText-2 validation, first 80 %)
-  2. `ramp search --algo sac` at the default budget (4.5 real bpw, ceiling 4.75), default settings
+  2. `ramp search --algo sac` at the default budget (4.5 real bpw), default settings (guided SAC on the Fisher table)
   3. `halo export` of its allocation, 4. `halo bench` in llama.cpp (WikiText-2 raw TEST, ctx 512,
      --max-chunks windows, KLD against the base)      -> wall time of 1-4 = the pipeline
   5. the same for `ramp search --algo greedy` and for uniform Q4_K / Q3_K files (`halo export --uniform`)

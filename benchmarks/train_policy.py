@@ -1,7 +1,9 @@
 """Train a policy to ship in policies/: a SAC search on one model, its export measured in llama.cpp, the card filled.
 
-    python benchmarks/train_policy.py --model smollm2-135m [--episodes 200] [--seed 0] [--budget 4.5] [--quick]
+    python benchmarks/train_policy.py --model smollm2-135m [--episodes 200] [--seed 0] [--budget 4.5]
+                                      [--target-size BYTES] [--search-dir DIR] [--quick]
 
+The search is `ramp search --algo sac` as it is by default (guided SAC on the Fisher table since issue 31).
 Stages (resumable, each skipped when done): calibrate -> `ramp search` (SAC) -> `halo export` of its
 allocation -> `halo bench` (WikiText-2 raw test, ctx 512, --max-chunks windows, KLD vs base) ->
 policies/<name>.safetensors + .json, the card extended with the training run and the measured numbers.
@@ -31,6 +33,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=4.5)
+    parser.add_argument("--target-size", type=int, default=None, help="whole-file byte budget instead of --budget")
     parser.add_argument("--max-chunks", type=int, default=40)
     parser.add_argument("--search-dir", type=Path, default=None, help="a finished `ramp search` output to ship")
     parser.add_argument("--quick", action="store_true")
@@ -50,21 +53,27 @@ def main() -> None:
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
     if not args.search_dir:  # a killed search continues from its checkpoint
-        steps.run("search", [BIN / "ramp", "search", "--model", spec, "--calibration", cal, "--budget",
-                             str(args.budget), "--seed", str(args.seed), *quick, "--out", search, *resume_flag(search)],
+        budget = ["--target-size", str(args.target_size)] if args.target_size else ["--budget", str(args.budget)]
+        steps.run("search", [BIN / "ramp", "search", "--model", spec, "--calibration", cal, *budget,
+                             "--seed", str(args.seed), *quick, "--out", search, *resume_flag(search)],
                   search / "summary.json")
     report = steps.export_and_bench("ramp", spec, ["--allocation", search / "allocation.json"], cal,
                                     base_gguf(spec, steps.work), steps.work / f"{name}.gguf",
                                     2 if args.quick else args.max_chunks)
     summary = json.loads((search / "summary.json").read_text())
     chosen = summary["allocations"][summary["chosen"]]
+    # the policy's own rollout: "deterministic" in the paper's mode, "policy" in guided SAC (which also has "knapsack")
+    own = summary["allocations"].get("deterministic") or summary["allocations"]["policy"]
     card = json.loads((search / "policy.json").read_text())
     card |= {"name": name, "training_model": args.model, "measured": {
         "chosen": summary["chosen"], "search_ppl_validation": chosen["ppl"], "search_bpw": chosen["bpw"],
-        "deterministic_ppl_validation": summary["allocations"]["deterministic"]["ppl"],
-        "deterministic_bpw": summary["allocations"]["deterministic"]["bpw"],
-        "note": "file_bytes and the *_test numbers are of the search's chosen allocation (the best one within "
-                "budget it saw); the policy's own deterministic rollout on the training model is deterministic_*",
+        "search_kld_validation": chosen.get("kld"),
+        "deterministic_ppl_validation": own["ppl"], "deterministic_bpw": own["bpw"],
+        "deterministic_kld_validation": own.get("kld"),
+        **({"knapsack_kld_validation": summary["allocations"]["knapsack"]["kld"]}
+           if "knapsack" in summary["allocations"] else {}),
+        "note": "file_bytes and the *_test numbers are of the search's answer (summary.json's `chosen`); the "
+                "policy's own deterministic rollout on the training model is deterministic_*",
         "base_ppl_validation": summary["base"]["ppl"], "file_bytes": report["size_bytes"],
         "ppl_test": report["kld"]["ppl"], "base_ppl_test": report["kld"]["ppl_base"],
         "kld_test": report["kld"]["kld_mean"], "same_top_test": report["kld"]["same_top"],

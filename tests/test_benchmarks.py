@@ -48,7 +48,7 @@ def test_pareto_quick(tiny, tmp_path):
     result = json.loads((tmp_path / "pareto_tiny_quick.json").read_text())
     labels = set(result["rows"])
     assert {"base", "llama.cpp Q4_K_M", "llama.cpp Q4_K_M imatrix", "HALO uniform Q3_K"} <= labels
-    assert {"greedy @ Q4_K_M", "RAMP-SAC @ Q4_K_M seed 0", "evo @ Q4_K_M seed 0"} <= labels
+    assert {"greedy @ Q4_K_M", "RAMP-SAC guided @ Q4_K_M seed 0", "evo @ Q4_K_M seed 0"} <= labels
     assert {"greedy + fold @ Q4_K_M", "HALO uniform Q3_K + fold"} <= labels   # C3: folding on, same allocation
     assert result["rows"]["greedy + fold @ Q4_K_M"]["ppl"] != result["rows"]["greedy @ Q4_K_M"]["ppl"]
     q4km = result["rows"]["llama.cpp Q4_K_M"]["size_bytes"]
@@ -171,3 +171,16 @@ def test_additivity_quick(tiny, tmp_path):
             "--out", tmp_path)   # a re-run measures no isolated pair again and gives the same numbers
     assert json.loads(table.read_text())["evaluations"] == measured["evaluations"]
     assert json.loads((tmp_path / "additivity_tiny_quick.json").read_text()) == first
+
+
+def test_train_policy_quick(tiny, tmp_path):
+    """The script that fills policies/ trains a guided SAC policy, and its card says what it was measured on."""
+    from ramp.agents.policy_io import load_policy_card
+
+    _script("train_policy.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--policies", tmp_path)
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    assert card["sac_mode"] == "guided" and card["obs_dim"] == 15
+    measured = card["measured"]
+    assert measured["kld_test"] >= 0 and measured["file_bytes"] > 0 and measured["knapsack_kld_validation"] >= 0
+    tensors, loaded = load_policy_card(str(tmp_path / "tiny.safetensors"))
+    assert loaded["sac_mode"] == "guided" and tensors

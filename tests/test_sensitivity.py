@@ -118,7 +118,9 @@ def test_fisher_on_a_post_norm_architecture_says_what_it_costs(ctx, capsys, monk
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--sensitivity", "fisher"], "--sensitivity is a knapsack setting: use it with --algo knapsack or evo"),
+    (["--algo", "ppo", "--sensitivity", "fisher"],
+     "--sensitivity is a knapsack setting: use it with --algo knapsack, evo or sac (guided)"),
+    (["--sac-mode", "paper", "--sensitivity", "fisher"], "--sensitivity is a knapsack setting"),
     (["--algo", "greedy", "--sensitivity", "measured", "--fisher-samples", "4"],
      "--fisher-samples is a Fisher setting"),
     (["--algo", "greedy", "--sensitivity", "hessian"], "--sensitivity"),
