@@ -91,7 +91,7 @@ class EvoLearner(AllocationLearner):
         super().__init__(ctx)
         config = ctx.config
         record = sensitivity.table(ctx, config.sensitivity)
-        self.table_cost = {"method": record.method, "seconds": record.seconds, "evaluations": record.evaluations}
+        self.table_cost = record.cost()
         self.start = allocate(ctx.layers, list(config.actions), record.table, ctx.budget)
         self.mutator = Mutator(ctx.layers, config.actions, ctx.budget, config.evo.raises)
         self.parent = {"index": self.mutator.index(self.start), "loss": None}

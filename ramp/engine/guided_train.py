@@ -60,7 +60,7 @@ class GuidedSACLearner(AllocationLearner):
         super().__init__(ctx)
         config = ctx.config
         record = sensitivity.table(ctx, config.sensitivity)
-        self.table_cost = {"method": record.method, "seconds": record.seconds, "evaluations": record.evaluations}
+        self.table_cost = record.cost()
         actions = list(config.actions)
         costs, weights, capacity = problem(ctx.layers, actions, record.table, ctx.budget)
         self.decoder = Decoder(costs, weights, capacity, actions, config.sac.guide_scale)

@@ -79,4 +79,4 @@ def train(ctx, resume: bool = False) -> dict:
     write_json(ctx.out / "sensitivity.json", record.to_json())
     bits = allocate(ctx.layers, list(ctx.config.actions), record.table, ctx.budget)
     return {"allocations": {"best": bits}, "chosen": "best",
-            "sensitivity": {"method": record.method, "seconds": record.seconds, "evaluations": record.evaluations}}
+            "sensitivity": record.cost()}

@@ -33,6 +33,10 @@ class Record:
     evaluations: int = 0                        # forward passes of the evaluator (0 for fisher)
     complete: bool = False
 
+    def cost(self) -> dict:
+        """What the table cost, as a search's summary.json reports it."""
+        return {"method": self.method, "seconds": self.seconds, "evaluations": self.evaluations}
+
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "method": self.method, "settings": self.settings,
                 "seconds": round(self.seconds, 3), "evaluations": self.evaluations, "complete": self.complete,
