@@ -4,8 +4,8 @@
                                      [--seeds 0,1,2] [--episodes 200] [--budget 4.5] [--no-bench] [--quick]
 
 Each variant `ALGO:REWARD[:BUDGET_MODE[:QUALITY]]` is a `ramp search --algo ALGO --reward REWARD --budget-mode MODE
---quality QUALITY` run per seed (SAC in the paper's mode, `--sac-mode paper`: the rewards are its settings), all on one calibration, one evaluator (WikiText-2 validation windows) and one
-budget.  From each search's log.jsonl:
+--quality QUALITY` run per seed (SAC in the paper's mode, `--sac-mode paper`: the rewards are its settings), all on
+one calibration, one evaluator (WikiText-2 validation windows) and one budget.  From each search's log.jsonl:
   * best-so-far validation PPL among episodes within budget over the base PPL on the same windows (each seed draws
     its own windows), against episodes (the curve, mean and band over seeds), and the episode return beside it;
   * episodes to convergence: the first episode after which the best-so-far stays within `--tolerance` of its final

@@ -12,9 +12,10 @@ Rows (each a file written by HALO or llama.cpp and measured by `halo bench` on W
     again with --scale-fold;
   * greedy (`--algo knapsack`: sensitivities measured once, the knapsack solved per budget), RAMP-SAC guided
     (`--algo sac`, its default mode, decoding every episode with the knapsack from the same measured table) and
-    evo (`--algo evo` from the same table, given SAC's `--episodes` evaluations); one search per budget and seed
-    each, their wall times in `seconds` beside the table's own (`search_greedy-*`, which measures it once) at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between the
-    smallest reachable file (uniform 3 bits) and Q6_K.
+    evo (`--algo evo` from the same table, given SAC's `--episodes` evaluations), one search per budget and seed
+    each, at five whole-file sizes: the exact Q3_K_M and Q4_K_M file sizes, and three more between the smallest
+    reachable file (uniform 3 bits) and Q6_K.  Their wall times are in `seconds`, beside the table's own
+    (`search_greedy-*`, which measures it once).
 Rows labelled `RAMP-SAC @` (method `sac`) in an older results file are the paper's SAC (`--sac-mode paper`),
 which this script no longer runs; they stay as measured.
 Searches see only WikiText-2 validation text.  Everything resumes: a finished step is skipped on re-run, and

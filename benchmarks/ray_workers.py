@@ -2,13 +2,13 @@
 
     python benchmarks/ray_workers.py [--model smollm2-135m] [--workers 1,2] [--episodes 30] [--quick]
 
-Every run is the same SAC search (the paper's mode, `--sac-mode paper`: Ray workers run its episodes; one calibration, seed 0, the default evaluator) for `--episodes` episodes,
-all past warm-up so the learner does its gradient steps too: first in process (`--workers` unset, the
-baseline measured in the same run), then `ramp search --workers N` for each N on a local Ray started with
-this machine's CPUs.  From each run: episodes per minute over the loop (Ray: `ray.json`; in process: the
-episode wall times in log.jsonl), the ratio to the in-process rate, and the share of the loop the learner
-spent waiting for the next episode.  Model replicas are built once per worker before the loop and not
-counted (their time is in the step's total, reported too).
+Every run is the same SAC search (the paper's mode, `--sac-mode paper`: Ray workers run its episodes; one
+calibration, seed 0, the default evaluator) for `--episodes` episodes, all past warm-up so the learner does its
+gradient steps too: first in process (`--workers` unset, the baseline measured in the same run), then `ramp search
+--workers N` for each N on a local Ray started with this machine's CPUs. From each run: episodes per minute over the
+loop (Ray: `ray.json`; in process: the episode wall times in log.jsonl), the ratio to the in-process rate, and the
+share of the loop the learner spent waiting for the next episode. Model replicas are built once per worker before
+the loop and not counted (their time is in the step's total, reported too).
 Results: benchmarks/results/ray_workers_<model>.{json,md}; runs under runs/ray_workers/.
 """
 
