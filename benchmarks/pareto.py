@@ -48,6 +48,7 @@ PRESETS = ["Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M",
 UNIFORM = ["Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"]
 TASKS = "piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq"
 STAGES = ("presets", "uniform", "greedy", "sac", "evo", "fold")
+JOINT = {"sac-guided": "sacg", "evo": "evo"}  # joint-KL searches from the knapsack's table: method -> step key
 # reported as acc (yes/no answers; winogrande's acc_norm equals acc), the others as acc_norm
 ACC_TASKS = ("boolq", "winogrande")
 
@@ -105,6 +106,7 @@ def main() -> None:
 
     def save() -> None:
         result["seconds"] = earlier.get("seconds", {}) | steps.seconds  # wall times, also of earlier machines
+        result["table_seconds"] = _table_seconds(cal) or earlier.get("table_seconds")  # once the greedy step made it
         write_json(args.out / f"{name}.json", result)
         write_text(args.out / f"{name}.md", _markdown(result))
         _plot(result, args.out / f"{name}.png")
@@ -121,6 +123,8 @@ def main() -> None:
     def keep(label: str, method: str, report: dict | None, budget=None, seed=None, row: str | None = None) -> None:
         if report is not None:  # None: not run now and not in this work folder (an earlier results row stays)
             rows[row or label] = _row(label, method, report, budget, seed)
+            if method in JOINT:  # how many joint evaluations this search was given
+                rows[row or label]["evaluations"] = 3 if args.quick else args.episodes
             save()
 
     keep("base", "base", steps.measured("base") if "base" in rows else steps.bench("base", base, base, chunks,
@@ -201,6 +205,12 @@ def _earlier(path: Path, result: dict) -> dict:
     return earlier if same else {}
 
 
+def _table_seconds(cal: Path) -> float | None:
+    """Wall seconds the measured sensitivity table took (summed over resumed runs), if it is there."""
+    tables = sorted((cal / "sensitivity").glob("measured-*.json"), key=lambda t: t.stat().st_mtime)
+    return json.loads(tables[-1].read_text()).get("seconds") if tables else None
+
+
 def _budgets(work: Path, presets: list) -> dict:
     """Whole-file byte budgets: Q3_K_M and Q4_K_M exactly, plus points between uniform 3 bits and Q6_K."""
     size = {p: (work / f"preset-{p}.gguf").stat().st_size for p in presets}
@@ -257,7 +267,7 @@ def _markdown(r: dict) -> str:
               "of the seeds' runs), taken whenever that file ran on a shared 2-core machine, so they do not "
               "compare across rows; `benchmarks/speed_vs_q4km.py` compares speeds in interleaved rounds."), "",
              "Budgets (whole-file bytes): " + ", ".join(f"{k} {v:,}" for k, v in r["budgets"].items()),
-             *_claim_c1(groups), *_claim_c3(groups), "", "## Every row", "",
+             *_claim_c1(groups), *_joint(r, groups), *_claim_c3(groups), "", "## Every row", "",
              "| method | seeds | MB | PPL | KLD | same top % | " + " | ".join(tasks) + " | pp512 | tg128 |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(tasks) + "---:|---:|"]
     for g in groups:
@@ -285,6 +295,35 @@ def _claim_c1(groups: list) -> list[str]:
         points = sorted((g["size_bytes"], g["ppl"]) for g in groups if g["method"] == method and g.get("budget"))
         lines.append(f"- {method}: {_size_at(points, q4['ppl'])}")
     return lines
+
+
+def _joint(r: dict, groups: list) -> list[str]:
+    """Joint-KL searches against the knapsack they start from, per budget: test KLD, its ratio, evaluations, wall."""
+    by_label = {g["label"]: g for g in groups}
+    table = r.get("table_seconds")
+    lines = ["", "## Joint searches against the knapsack (same measured table)", "",
+             "KLD: mean ± sd over seeds; x: that over the knapsack's KLD. Wall: the measured table "
+             f"({'%.0f s' % table if table else 'time not recorded'}, measured once for every budget) plus the "
+             "search's own seconds (mean over seeds).", "",
+             "| budget | knapsack KLD | method | seeds | evaluations | KLD | x knapsack | wall s (table + search) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    found = False
+    for budget in r["budgets"]:
+        knapsack = by_label.get(f"greedy @ {budget}")
+        for method, label in (("sac-guided", f"RAMP-SAC guided @ {budget}"), ("evo", f"evo @ {budget}")):
+            g = by_label.get(label)
+            if g is None:
+                continue
+            found = True
+            seeds = [row for row in r["rows"].values() if row["label"] == label]
+            search = [r["seconds"][k] for k in (f"search_{JOINT[method]}-{budget}-s{row['seed']}" for row in seeds)
+                      if k in r["seconds"]]
+            wall = (f"{table or 0:.0f} + {statistics.fmean(search):.0f}" if search else "")
+            ratio = f"{g['kld'] / knapsack['kld']:.3f}" if knapsack and knapsack["kld"] > 0 else ""
+            lines.append(f"| {budget} | {knapsack['kld']:.4f} | " if knapsack else f"| {budget} | | ")
+            lines[-1] += (f"{method} | {g['seeds']} | {seeds[0].get('evaluations', '')} | {_spread(g, 'kld', '.4f')} | "
+                          f"{ratio} | {wall} |")
+    return lines if found else []
 
 
 def _claim_c3(groups: list) -> list[str]:

@@ -60,7 +60,16 @@ def test_pareto_quick(tiny, tmp_path):
         if row["budget"]:  # searches stay within their whole-file budget (up to the metadata they add)
             assert row["size_bytes"] <= result["budgets"][row["budget"]] * 1.01, label
     assert (tmp_path / "pareto_tiny_quick.png").stat().st_size > 10_000
-    assert "Scale folding on/off" in (tmp_path / "pareto_tiny_quick.md").read_text()
+    markdown = (tmp_path / "pareto_tiny_quick.md").read_text()
+    assert "Scale folding on/off" in markdown
+    # the joint searches beside the knapsack they start from: evaluations, ratio and wall time (table + search)
+    assert result["table_seconds"] > 0 and "Joint searches against the knapsack" in markdown
+    joint = [line for line in markdown.splitlines() if line.startswith("| Q4_K_M | ")]
+    assert [line.split(" | ")[2] for line in joint] == ["sac-guided", "evo"]
+    for line in joint:
+        cells = line.strip("| ").split(" | ")
+        assert cells[4] == "3" and float(cells[6]) > 0 and float(cells[7].split(" + ")[1]) > 0, line
+    assert {row.get("evaluations") for row in result["rows"].values() if row["method"] in ("sac-guided", "evo")} == {3}
     entries = list((tmp_path / "work" / "tiny_quick" / "base-logits").iterdir())  # every bench shared one base pass
     assert len(entries) == 1 and len(list(entries[0].glob("w*.npy"))) == 2
     _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path,

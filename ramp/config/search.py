@@ -34,7 +34,7 @@ class EvalWindows:
                           "the search, not its objective)", name="eval_seed", parse=int)
     """Seed of the windows' draw; also of the calibration into OUT and of the sensitivity tables' sampling."""
     confirm_samples: int = option(8, "windows of a second, disjoint confirmation split that picks the final "
-                                     "answer of --algo evo among its best candidates", positive=True)
+                                     "answer of --algo evo and guided SAC among their best candidates", positive=True)
     """Confirmation windows (same length, drawn after the search's windows from the same permutation)."""
 
 
