@@ -11,7 +11,7 @@ from calibration.layers import Layer
 from halo import allocation as alloc_mod
 from ramp.config.options import search_config
 from ramp.config.search import SearchConfig
-from ramp.engine import evo
+from ramp.engine import confirm, evo
 from ramp.engine.context import prepare
 from ramp.engine.knapsack import allocate
 from ramp.engine.loop import run_episodes
@@ -58,7 +58,7 @@ def test_evo_search_starts_from_the_knapsack_and_confirms(tiny_llama_dir, tiny_c
     run(fast_config(tiny_llama_dir, tiny_cal, algo="knapsack", budget=4.6), tmp_path / "k")
     knapsack = json.loads((tmp_path / "k" / "allocation.json").read_text())["layers"]
     run(fast_config(tiny_llama_dir, tiny_cal, algo="evo", budget=4.6, episodes=7, evo_offspring=3,
-                    confirm_samples=2), tmp_path / "e")
+                    confirm_samples=2, confirm_margin=0), tmp_path / "e")
     out = tmp_path / "e"
     summary = json.loads((out / "summary.json").read_text())
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -74,6 +74,28 @@ def test_evo_search_starts_from_the_knapsack_and_confirms(tiny_llama_dir, tiny_c
     assert chosen["label"] == "confirmed" and chosen["method"] == "evo"
     assert min(row["confirm_kld"] for row in rows) == pytest.approx(
         next(row["confirm_kld"] for row in rows if row["search_kld"] == summary["allocations"]["confirmed"]["kld"]))
+    # with a margin no gain reaches, the same search hands out the knapsack's allocation
+    run(fast_config(tiny_llama_dir, tiny_cal, algo="evo", budget=4.6, episodes=7, evo_offspring=3,
+                    confirm_samples=2, confirm_margin=1e9), tmp_path / "m")
+    kept = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert [row["eligible"] for row in kept["confirmation"]] == [row["knapsack"] for row in kept["confirmation"]]
+    assert [layer["bits"] for layer in json.loads((tmp_path / "m" / "allocation.json").read_text())["layers"]] == [
+        layer["bits"] for layer in knapsack]
+
+
+def test_a_candidate_must_beat_the_knapsack_beyond_the_confirmation_noise():
+    assert confirm.gain_in_se((1.0, 2.0, 3.0), (0.9, 1.8, 2.9)) == pytest.approx(4.0)  # gains .1 .2 .1: se 1/30
+    assert confirm.gain_in_se((1.0, 2.0, 3.0), (1.1, 2.2, 3.1)) == pytest.approx(-4.0)
+    assert confirm.gain_in_se((1.0, 2.0), (1.0, 2.0)) == 0.0
+    assert confirm.gain_in_se((1.0, 2.0), (0.5, 1.5)) == float("inf")   # the same gain on every window
+    assert search_config(algo="evo").windows.confirm_margin == 2.0
+    with pytest.raises(UserError, match="--confirm-margin must be 0 or more"):
+        search_config(algo="evo", confirm_margin=-1)
+    with pytest.raises(UserError, match="--confirm-margin is the confirmation split"):
+        search_config(algo="knapsack", confirm_margin=1)
+    old = SearchConfig().to_json()
+    del old["windows"]["confirm_margin"]   # a search saved before the margin resumes choosing as it did
+    assert SearchConfig.from_json(old).windows.confirm_margin == 0.0
 
 
 def test_a_resumed_evolution_repeats_the_uninterrupted_one(tiny_llama_dir, tiny_cal, tmp_path):

@@ -76,8 +76,10 @@ def test_the_guided_search_starts_at_the_knapsack_and_stays_within_budget(tiny_l
         assert record["reward"] == pytest.approx(np.log(log[0]["kld"] / record["kld"]))
     rows = summary["confirmation"]
     assert sum(row["knapsack"] for row in rows) == 1 and sum(row["policy"] for row in rows) >= 1
+    for row in rows:   # only the knapsack and candidates beyond --confirm-margin (2) standard errors may be chosen
+        assert row["eligible"] == (row["knapsack"] or row["gain_se"] > 2.0)
     assert summary["allocations"]["confirmed"]["kld"] == pytest.approx(
-        min(rows, key=lambda row: row["confirm_kld"])["search_kld"])
+        min((row for row in rows if row["eligible"]), key=lambda row: row["confirm_kld"])["search_kld"])
     card = json.loads((out / "policy.json").read_text())
     assert card["sac_mode"] == "guided" and card["obs_dim"] == 15 and card["sac"]["mode"] == "guided"
     # the policy transfers: the target's own table, decoded within the target's budget

@@ -35,6 +35,7 @@ USED_BY = {
                        "a Fisher setting: use it with --sensitivity fisher and --algo knapsack, evo or sac (guided)"),
     "evo": (lambda c: c.algo == "evo", "an evolution setting: use it with --algo evo"),
     "confirm_samples": (lambda c: c.algo == "evo" or guided(c), "the confirmation split of --algo evo and sac (guided)"),
+    "confirm_margin": (lambda c: c.algo == "evo" or guided(c), "the confirmation split of --algo evo and sac (guided)"),
     "guide_scale": (lambda c: guided(c), "a guided-SAC setting: use it with --algo sac (--sac-mode guided)"),
 }
 # what only the paper's SAC reads: refused in the guided mode, which never pays eq. 19-20 and is budget-exact

@@ -18,6 +18,13 @@ SENSITIVITIES = ("fisher", "measured", "noise")
 DEFAULT_ACTIONS = (3, 4, 5, 6)
 
 
+def parse_margin(text) -> float:
+    value = parse_float(text)
+    if not value >= 0:
+        raise UserError(f"--confirm-margin must be 0 or more standard errors, got {text}")
+    return value
+
+
 @dataclass
 class EvalWindows:
     """The held-out validation windows every allocation is scored on (the evaluation part of the validation split).
@@ -36,6 +43,11 @@ class EvalWindows:
     confirm_samples: int = option(8, "windows of a second, disjoint confirmation split that picks the final "
                                      "answer of --algo evo and guided SAC among their best candidates", positive=True)
     """Confirmation windows (same length, drawn after the search's windows from the same permutation)."""
+    confirm_margin: float = option(2.0, "standard errors (of the per-window difference on the confirmation split) "
+                                         "by which a joint search's candidate must beat the knapsack's allocation "
+                                         "to replace it; 0: the lowest candidate wins", parse=parse_margin)
+    """Replace the knapsack's allocation only when the gain is beyond the confirmation split's own noise: a few
+    percent on 2k tokens does not carry over to test text (measured in benchmarks/RESULTS.md)."""
 
 
 def parse_float(text) -> float:
@@ -166,6 +178,8 @@ class SearchConfig:
             data = {**data, "algo": parse_algo(data["algo"])}
         if isinstance(data.get("sac"), dict) and "mode" not in data["sac"]:   # saved before the guided mode
             data = {**data, "sac": {**data["sac"], "mode": "paper"}}
+        if isinstance(data.get("windows"), dict) and "confirm_margin" not in data["windows"]:  # saved before it
+            data = {**data, "windows": {**data["windows"], "confirm_margin": 0.0}}
         return _build(cls, data)
 
 

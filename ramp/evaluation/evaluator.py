@@ -48,6 +48,10 @@ class EvalResult:
     ppl: float
     kld: float
     seconds: float
+    window_nll: tuple = ()
+    """Mean NLL of each window, in window order (for paired comparisons of two allocations)."""
+    window_kld: tuple = ()
+    """Mean KL divergence of each window, in window order."""
 
 
 def default_device() -> torch.device:
@@ -157,14 +161,15 @@ class Evaluator:
         start = time.perf_counter()
         self.cache.apply(types, weights)
         try:
-            nll = kld = 0.0
+            sums = []   # (summed NLL, summed KL) of each window
             for batch, base_logits, base_lse in zip(self._batches(), self.base_logits, self.base_lse):
                 for window, logits, z_b, lse_b in zip(batch, self._logits(batch), base_logits, base_lse):
-                    window_nll, window_kld = self._score(logits, z_b, lse_b, window[1:])
-                    nll, kld = nll + window_nll, kld + window_kld
+                    sums.append(self._score(logits, z_b, lse_b, window[1:]))
         finally:
             self.cache.restore()
-        return EvalResult(float(np.exp(nll / self.positions)), kld / self.positions, time.perf_counter() - start)
+        nll, kld, per_window = sum(s[0] for s in sums), sum(s[1] for s in sums), self.windows.shape[1] - 1
+        return EvalResult(float(np.exp(nll / self.positions)), kld / self.positions, time.perf_counter() - start,
+                          tuple(s[0] / per_window for s in sums), tuple(s[1] / per_window for s in sums))
 
     def evaluate_allocation(self, allocation) -> EvalResult:
         """`evaluate` of a resolved `halo.allocation.Allocation` (its post-fallback types)."""
