@@ -83,8 +83,9 @@ def main() -> None:
     chunks = 2 if args.quick else args.max_chunks
     bench_args = ("--tasks", args.tasks, "--limit", str(2 if args.quick else args.limit))
     search = ["--eval-samples", "2", "--eval-seq-len", "64"] if args.quick else []
-    sac_args = ["--episodes", "3", "--warmup-episodes", "2", "--updates-per-episode", "2"] if args.quick else [
-        "--episodes", str(args.episodes)]
+    episodes = 3 if args.quick else args.episodes   # joint evaluations of each SAC and evo search
+    sac_args = ["--episodes", str(episodes)] + (["--warmup-episodes", "2", "--updates-per-episode", "2"]
+                                                if args.quick else [])
     args.out.mkdir(parents=True, exist_ok=True)
 
     cal = work / "calibration"
@@ -124,7 +125,7 @@ def main() -> None:
         if report is not None:  # None: not run now and not in this work folder (an earlier results row stays)
             rows[row or label] = _row(label, method, report, budget, seed)
             if method in JOINT:  # how many joint evaluations this search was given
-                rows[row or label]["evaluations"] = 3 if args.quick else args.episodes
+                rows[row or label]["evaluations"] = episodes
             save()
 
     keep("base", "base", steps.measured("base") if "base" in rows else steps.bench("base", base, base, chunks,
@@ -185,7 +186,7 @@ def main() -> None:
                 steps.run(f"search_{key}", [
                     BIN / "ramp", "search", "--model", spec, "--algo", "evo", "--sensitivity", "measured",
                     "--target-size", str(size), "--calibration", cal, "--seed", str(seed), "--episodes",
-                    str(3 if args.quick else args.episodes), *search, "--out", out, *resume_flag(out)],
+                    str(episodes), *search, "--out", out, *resume_flag(out)],
                     out / "summary.json")
             keep(f"evo @ {label}", "evo", measure(key, wanted("evo", row) and here,
                                                   ["--allocation", out / "allocation.json"]), label, seed, row)

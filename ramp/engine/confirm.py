@@ -41,19 +41,19 @@ def choose(ctx, candidates: list[list[int]], start: list[int], extra: dict | Non
     if start not in candidates:
         candidates = candidates + [start]
     judge = confirmation(ctx)
-    rows, windows = [], {}
+    rows, windows = [], []   # windows: each candidate's per-window loss, in row order
     for bits in candidates:
         result = judge.evaluate_allocation(alloc_mod.resolve(ctx.layers, bits))
         search = ctx.outcome(bits)[1]
         confirmed = Outcome(result.ppl, result.kld, search.bpw, search.real_bpw, search.nominal_bpw)
-        windows[len(rows)] = result.window_kld if ctx.config.quality == "kld" else result.window_nll
+        windows.append(result.window_kld if ctx.config.quality == "kld" else result.window_nll)
         rows.append({"bits": bits, "search_kld": search.kld, "search_ppl": search.ppl,
                      "confirm_kld": result.kld, "confirm_ppl": result.ppl, "loss": ctx.loss(confirmed),
                      "knapsack": bits == start} | {label: bits == other for label, other in extra.items()})
     start_index = next(i for i, row in enumerate(rows) if row["knapsack"])
     margin = ctx.config.windows.confirm_margin
-    for i, row in enumerate(rows):
-        row["gain_se"] = gain_in_se(windows[start_index], windows[i])
+    for row, scores in zip(rows, windows):
+        row["gain_se"] = gain_in_se(windows[start_index], scores)
         row["eligible"] = row["knapsack"] or row["gain_se"] > margin
     chosen = min((row for row in rows if row["eligible"]), key=lambda row: row["loss"])
     start_row, best = rows[start_index], min(rows, key=lambda row: row["loss"])
