@@ -34,12 +34,15 @@ from pathlib import Path
 from common import (  # the script's own folder is on sys.path
     BIN,
     ROOT,
+    TABLES,
     base_gguf,
     f32_gguf,
     job,
+    keep_tables,
     model_spec,
     resume_flag,
     save_png,
+    seed_tables,
     write_json,
     write_text,
 )
@@ -72,6 +75,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "pareto", help="files and searches go here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--tables", type=Path, default=None,
+                        help="finished sensitivity tables are copied from and to here (default "
+                             "benchmarks/results/tables/<model>, none with --quick): a new machine skips the measured "
+                             "table's 37-90 min")
     args = parser.parse_args()
     if args.quick:  # 1 preset, 1 uniform type, 1 budget, 1 seed, 2 windows, 2 items a task
         args.seeds, args.budgets = "0", args.budgets or "Q4_K_M"
@@ -91,6 +98,9 @@ def main() -> None:
     cal = work / "calibration"
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
+    tables = args.tables or (None if args.quick else TABLES / tag)
+    if tables:   # the measured table of an earlier machine, when shipped (same calibration and windows)
+        seed_tables(cal, tables)
     base = base_gguf(spec, work)
     f32 = f32_gguf(spec, work)  # what llama.cpp's presets are quantized from
     result = {"model": args.model, "spec": spec, "quick": args.quick, "budgets": {}, "rows": {},
@@ -106,6 +116,8 @@ def main() -> None:
         return stage in stages and row not in done
 
     def save() -> None:
+        if tables:
+            keep_tables(cal, tables)
         result["seconds"] = earlier.get("seconds", {}) | steps.seconds  # wall times, also of earlier machines
         result["table_seconds"] = _table_seconds(cal) or earlier.get("table_seconds")  # once the greedy step made it
         write_json(args.out / f"{name}.json", result)
@@ -127,6 +139,18 @@ def main() -> None:
             if method in JOINT:  # how many joint evaluations this search was given
                 rows[row or label]["evaluations"] = episodes
             save()
+
+    def keep_joint(label: str, method: str, key: str, out: Path, run: bool, budget: str, seed: int, row: str):
+        """A joint search's row: its file benched; or, when its answer is the knapsack's allocation (so its file is
+        the greedy row's, byte for byte: same types, same calibration), the greedy row's numbers, marked as such."""
+        greedy = rows.get(f"greedy @ {budget}")
+        if run and greedy and _same_types(out / "allocation.json", work / f"greedy-{budget}" / "allocation.json"):
+            print(f"[{key}] the answer is the knapsack's allocation: the greedy row's file and numbers", flush=True)
+            rows[row] = dict(greedy, label=label, method=method, seed=seed, same_file_as=greedy["label"],
+                             evaluations=episodes)
+            save()
+            return
+        keep(label, method, measure(key, run, ["--allocation", out / "allocation.json"]), budget, seed, row)
 
     keep("base", "base", steps.measured("base") if "base" in rows else steps.bench("base", base, base, chunks,
                                                                                    bench_args))
@@ -159,7 +183,7 @@ def main() -> None:
     for label, size in budgets.items():  # budgets not selected (or stages not run) report what was measured
         here = label in selected
         out, row = work / f"greedy-{label}", f"greedy @ {label}"
-        if wanted("greedy", row) and here:
+        if here and (wanted("greedy", row) or stages & {"sac", "evo"}):   # the joint rows compare with its file
             # the exact table (its rows stay what they were), measured once beside the calibration, for every budget
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "knapsack",
                                                  "--sensitivity", "measured", "--target-size", str(size),
@@ -178,9 +202,8 @@ def main() -> None:
                     BIN / "ramp", "search", "--model", spec, "--algo", "sac", "--sac-mode", "guided",
                     "--sensitivity", "measured", "--target-size", str(size), "--calibration", cal,
                     "--seed", str(seed), *sac_args, *search, "--out", out, *resume_flag(out)], out / "summary.json")
-            keep(f"RAMP-SAC guided @ {label}", "sac-guided", measure(key, wanted("sac", row) and here,
-                                                                     ["--allocation", out / "allocation.json"]),
-                 label, seed, row)
+            keep_joint(f"RAMP-SAC guided @ {label}", "sac-guided", key, out, wanted("sac", row) and here, label,
+                       seed, row)
             key, out, row = f"evo-{label}-s{seed}", work / f"evo-{label}-s{seed}", f"evo @ {label} seed {seed}"
             if wanted("evo", row) and here:   # from the greedy row's allocation (same table), SAC's evaluations
                 steps.run(f"search_{key}", [
@@ -188,8 +211,7 @@ def main() -> None:
                     "--target-size", str(size), "--calibration", cal, "--seed", str(seed), "--episodes",
                     str(episodes), *search, "--out", out, *resume_flag(out)],
                     out / "summary.json")
-            keep(f"evo @ {label}", "evo", measure(key, wanted("evo", row) and here,
-                                                  ["--allocation", out / "allocation.json"]), label, seed, row)
+            keep_joint(f"evo @ {label}", "evo", key, out, wanted("evo", row) and here, label, seed, row)
 
     save()
     print(_markdown(result))
@@ -204,6 +226,14 @@ def _earlier(path: Path, result: dict) -> dict:
     if not same:
         print(f"pareto: {path} was measured differently (model, windows or tasks); its rows are not kept", flush=True)
     return earlier if same else {}
+
+
+def _same_types(a: Path, b: Path) -> bool:
+    """Two allocation files that give every tensor the same GGUF type (False when either is missing)."""
+    if not (a.exists() and b.exists()):
+        return False
+    types = [{row["tensor"]: row["gguf_type"] for row in json.loads(p.read_text())["layers"]} for p in (a, b)]
+    return types[0] == types[1]
 
 
 def _table_seconds(cal: Path) -> float | None:

@@ -44,8 +44,12 @@ def test_search_pipeline_quick(tiny, tmp_path):
 
 
 def test_pareto_quick(tiny, tmp_path):
-    _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path)
+    tables = tmp_path / "tables"
+    _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path,
+            "--tables", tables)
     result = json.loads((tmp_path / "pareto_tiny_quick.json").read_text())
+    shipped = list(tables.glob("measured-*.json"))   # the finished table, kept for the next machine
+    assert len(shipped) == 1 and json.loads(shipped[0].read_text())["complete"]
     labels = set(result["rows"])
     assert {"base", "llama.cpp Q4_K_M", "llama.cpp Q4_K_M imatrix", "HALO uniform Q3_K"} <= labels
     assert {"greedy @ Q4_K_M", "RAMP-SAC guided @ Q4_K_M seed 0", "evo @ Q4_K_M seed 0"} <= labels
@@ -70,15 +74,30 @@ def test_pareto_quick(tiny, tmp_path):
         cells = line.strip("| ").split(" | ")
         assert cells[4] == "3" and float(cells[6]) > 0 and float(cells[7].split(" + ")[1]) > 0, line
     assert {row.get("evaluations") for row in result["rows"].values() if row["method"] in ("sac-guided", "evo")} == {3}
+    work = tmp_path / "work" / "tiny_quick"
+    greedy = result["rows"]["greedy @ Q4_K_M"]
+    for key, row in (("sacg", result["rows"]["RAMP-SAC guided @ Q4_K_M seed 0"]),
+                     ("evo", result["rows"]["evo @ Q4_K_M seed 0"])):
+        types = [[r["gguf_type"] for r in json.loads((folder / "allocation.json").read_text())["layers"]]
+                 for folder in (work / f"{key}-Q4_K_M-s0", work / "greedy-Q4_K_M")]
+        if row.get("same_file_as"):   # the knapsack's allocation: the greedy row's file, not benched twice
+            assert types[0] == types[1] and row["same_file_as"] == "greedy @ Q4_K_M"
+            assert (row["ppl"], row["kld"]) == (greedy["ppl"], greedy["kld"])
+            assert not (work / f"{key}-Q4_K_M-s0.bench.json").exists()
+        else:
+            assert types[0] != types[1] and (work / f"{key}-Q4_K_M-s0.bench.json").exists()
     entries = list((tmp_path / "work" / "tiny_quick" / "base-logits").iterdir())  # every bench shared one base pass
     assert len(entries) == 1 and len(list(entries[0].glob("w*.npy"))) == 2
     _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "work", "--out", tmp_path,
             "--stages", "presets")  # runs nothing new, and still reports every row measured so far
     assert json.loads((tmp_path / "pareto_tiny_quick.json").read_text())["rows"] == result["rows"]
     _script("pareto.py", "--quick", "--model", tiny, "--work", tmp_path / "fresh", "--out", tmp_path,
-            "--stages", "presets", "--presets", "none")  # a new machine: the results file keeps the rows
+            "--stages", "presets", "--presets", "none", "--tables", tables)  # a new machine: the results file keeps
+    # the rows, and the calibration's cache starts with the shipped table
+    assert (tmp_path / "fresh" / "tiny_quick" / "calibration" / "sensitivity" / shipped[0].name).read_text() == \
+        shipped[0].read_text()
     assert json.loads((tmp_path / "pareto_tiny_quick.json").read_text())["rows"] == result["rows"]
-    assert not list((tmp_path / "fresh_quick").glob("*.bench.json"))   # and nothing was measured again
+    assert not list((tmp_path / "fresh" / "tiny_quick").glob("*.bench.json"))   # and nothing was measured again
 
 
 def test_convergence_quick(tiny, tmp_path):
