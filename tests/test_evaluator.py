@@ -112,6 +112,37 @@ def test_evaluate_restores_base_weights(ev):
     assert ev.evaluate([None] * len(ev.layers)).kld == 0.0
 
 
+def test_untouched_first_blocks_are_replayed_not_computed(ev, monkeypatch):
+    """A layer of block 1 quantized alone: block 0's base output is replayed (its forward never runs) and the
+    scores are bit-identical to computing every block; the confirmation sibling records its own windows."""
+    blocks = ev.prefix.blocks
+    assert len(blocks) == 2 and ev.prefix.ready and len(ev.prefix.outputs) == 2   # batches of 3 + 1 windows
+    late = next(i for i, layer in enumerate(ev.layers) if layer.block == 1)
+    types = [None] * len(ev.layers)
+    types[late] = QT.Q3_K
+    assert ev.first_block(types) == 1 and ev.first_block(MIXED) == 0 and ev.first_block([None] * 14) == 2
+    calls = []
+    block_forward = type(blocks[0]).forward
+
+    def counted(module, *args, **kwargs):
+        calls.append(blocks.index(module))
+        return block_forward(module, *args, **kwargs)
+
+    monkeypatch.setattr(type(blocks[0]), "forward", counted)
+    replayed = ev.evaluate(types)
+    assert calls == [1, 1]   # two batches, block 1 only
+    prefix, ev.prefix = ev.prefix, None
+    try:
+        computed = ev.evaluate(types)
+    finally:
+        ev.prefix = prefix
+    assert calls[2:] == [0, 1, 0, 1]
+    assert (replayed.ppl, replayed.kld, replayed.window_kld) == (computed.ppl, computed.kld, computed.window_kld)
+    assert replayed.kld > 0 and not any(hasattr(b, "__dict__") and "forward" in b.__dict__ for b in blocks)
+    sibling = ev.sibling(ev.windows[:2])
+    assert sibling.prefix is not ev.prefix and len(sibling.prefix.outputs) == 1 and len(ev.prefix.outputs) == 2
+
+
 def test_kld_grows_as_bits_fall(ev):
     klds = [ev.evaluate([qtype] * len(ev.layers)).kld for qtype in (QT.Q8_0, QT.Q6_K, QT.Q4_K, QT.Q3_K)]
     assert 0 < klds[0] < klds[1] < klds[2] < klds[3]

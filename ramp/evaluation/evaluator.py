@@ -27,6 +27,7 @@ default evaluation (4 windows x 256 tokens, vocabulary 49152), on the model's de
 stay at a few (T-1, V) tensors because windows are scored one at a time.
 """
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from halo import qtypes
 from ramputils.errors import UserError
 
 from ..config.search import EVAL_DTYPES, EvalWindows
+from .prefix import BlockPrefix
 from .weight_cache import WeightCache
 
 QType = qtypes.QType
@@ -98,6 +100,7 @@ class Evaluator:
         self.windows = windows.to(self.device)
         self.batch_size = int(batch_size)
         self.cache = WeightCache(self.model, self.layers, candidates, imatrix, plan, progress, source)
+        self.streamed = getattr(model, "hf_device_map", None) is not None
         self._score_base()
 
     def sibling(self, windows: torch.Tensor) -> "Evaluator":
@@ -109,9 +112,12 @@ class Evaluator:
         return other
 
     def _score_base(self) -> None:
-        """The base model's logits on the windows, and its perplexity."""
+        """The base model's logits on the windows, and its perplexity; the blocks' outputs are recorded for
+        evaluations that leave the first blocks at the base (`ramp.evaluation.prefix`)."""
         start = time.perf_counter()
-        self.base_logits = [self._logits(batch) for batch in self._batches()]
+        self.prefix = None if self.streamed else BlockPrefix(self.model)
+        base_pass = lambda: [self._logits(batch) for batch in self._batches()]   # noqa: E731
+        self.base_logits = self.prefix.record(base_pass) if self.prefix else base_pass()
         self.base_lse = [torch.logsumexp(logits.double(), -1) for logits in self.base_logits]
         nll = sum(float((lse - logits.gather(-1, batch[:, 1:, None]).squeeze(-1).double()).sum())
                   for logits, lse, batch in zip(self.base_logits, self.base_lse, self._batches()))
@@ -159,17 +165,30 @@ class Evaluator:
         """PPL and KLD (vs the base model) of the allocation `types`: a GGUF type or None per layer; `weights`
         ({layer index: tensor}) puts arbitrary weights into those layers instead (the noise sensitivities)."""
         start = time.perf_counter()
+        first = self.first_block(types, weights)
         self.cache.apply(types, weights)
         try:
             sums = []   # (summed NLL, summed KL) of each window
-            for batch, base_logits, base_lse in zip(self._batches(), self.base_logits, self.base_lse):
-                for window, logits, z_b, lse_b in zip(batch, self._logits(batch), base_logits, base_lse):
+            for b, (batch, base_logits, base_lse) in enumerate(zip(self._batches(), self.base_logits, self.base_lse)):
+                # blocks before `first` are the base's: their recorded outputs, not computed again
+                with self.prefix.replay(b, first) if self.prefix is not None else contextlib.nullcontext():
+                    logits_b = self._logits(batch)
+                for window, logits, z_b, lse_b in zip(batch, logits_b, base_logits, base_lse):
                     sums.append(self._score(logits, z_b, lse_b, window[1:]))
         finally:
             self.cache.restore()
         nll, kld, per_window = sum(s[0] for s in sums), sum(s[1] for s in sums), self.windows.shape[1] - 1
         return EvalResult(float(np.exp(nll / self.positions)), kld / self.positions, time.perf_counter() - start,
                           tuple(s[0] / per_window for s in sums), tuple(s[1] / per_window for s in sums))
+
+    def first_block(self, types, weights: dict | None = None) -> int:
+        """The first transformer block that `types` or `weights` change (the number of blocks when none does)."""
+        touched = [i for i, t in enumerate(types) if t is not None] + list(weights or ())
+        n_blocks = len(self.prefix.blocks) if self.prefix is not None else 0
+        blocks = [self.layers[i].block for i in touched]
+        if any(b is None or b < 0 for b in blocks):   # a layer outside the blocks: nothing can be replayed
+            return 0
+        return min(blocks, default=n_blocks)
 
     def evaluate_allocation(self, allocation) -> EvalResult:
         """`evaluate` of a resolved `halo.allocation.Allocation` (its post-fallback types)."""
