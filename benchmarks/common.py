@@ -145,33 +145,37 @@ def model_spec(name: str) -> str:
 TABLES = ROOT / "benchmarks" / "results" / "tables"
 
 
+def _entries(path: Path) -> int:
+    """How many (layer, width) values a table file holds (-1 when there is no file)."""
+    if not path.exists():
+        return -1
+    return sum(len(row) for row in json.loads(path.read_text())["table"].values())
+
+
+def _copy_newer(source: Path, target: Path) -> bool:
+    """Copy table `source` over `target` when it holds more values (a longer-resumed or finished measurement)."""
+    if _entries(source) <= _entries(target):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text(target, source.read_text())
+    return True
+
+
 def seed_tables(cal: Path, shipped: Path) -> list[Path]:
-    """Copy the finished sensitivity tables shipped in `shipped` (`benchmarks/results/tables/<model>/`) into the calibration's
-    cache (`<cal>/sensitivity/`), where a search finds them by their settings' hash; tables already there are left
-    alone.  The measured table costs 37 min (SmolLM2) to 90 min (Gemma 3 270M) on 2 cores; it depends only on the
-    calibration, the actions and the evaluation windows (all in the hash), and on the libggml quantizer it was
-    measured with.  Returns the copies made."""
-    target = Path(cal) / "sensitivity"
-    made = []
-    for table in sorted(Path(shipped).glob("*.json")):
-        copy = target / table.name
-        if not copy.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            write_text(copy, table.read_text())
-            made.append(copy)
+    """Copy the sensitivity tables shipped in `shipped` (`benchmarks/results/tables/<model>/`) into the calibration's
+    cache (`<cal>/sensitivity/`), where a search finds them by their settings' hash, unless the cache holds as many
+    values already; an unfinished table resumes where the other machine stopped.  The measured table costs ~24 min
+    (SmolLM2) to ~1 h (Gemma 3 270M) on 2 cores; it depends only on the calibration, the actions and the evaluation
+    windows (all in the hash), and on the libggml quantizer it was measured with.  Returns the copies made."""
+    made = [Path(cal) / "sensitivity" / t.name for t in sorted(Path(shipped).glob("*.json"))]
+    made = [copy for copy in made if _copy_newer(Path(shipped) / copy.name, copy)]
     if made:
         print(f"sensitivity tables shipped in {shipped}: {', '.join(p.name for p in made)}", flush=True)
     return made
 
 
 def keep_tables(cal: Path, shipped: Path) -> list[Path]:
-    """Copy the complete tables in `<cal>/sensitivity/` that are not in `shipped` yet into it (commit them: the
-    next machine reuses them through `seed_tables`)."""
-    kept = []
-    for table in sorted((Path(cal) / "sensitivity").glob("*.json")):
-        copy = Path(shipped) / table.name
-        if not copy.exists() and json.loads(table.read_text()).get("complete"):
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            write_text(copy, table.read_text())
-            kept.append(copy)
-    return kept
+    """Copy the tables in `<cal>/sensitivity/` that hold more values than their copy in `shipped` into it (commit
+    them: the next machine starts from them through `seed_tables`)."""
+    tables = sorted((Path(cal) / "sensitivity").glob("*.json"))
+    return [Path(shipped) / t.name for t in tables if _copy_newer(t, Path(shipped) / t.name)]

@@ -188,6 +188,8 @@ def main() -> None:
             steps.run(f"search_greedy-{label}", [BIN / "ramp", "search", "--model", spec, "--algo", "knapsack",
                                                  "--sensitivity", "measured", "--target-size", str(size),
                                                  "--calibration", cal, *search, "--out", out], out / "summary.json")
+            if tables:   # the table is finished now: keep it for the next machine before the long searches
+                keep_tables(cal, tables)
         report = measure(f"greedy-{label}", wanted("greedy", row) and here, ["--allocation", out / "allocation.json"])
         keep(row, "greedy", report, label)
         if label in fold_budgets:  # C3: the same allocation, scale folding on
