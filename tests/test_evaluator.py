@@ -12,6 +12,7 @@ from calibration.pipeline import CalibrationConfig, calibrate
 from halo import allocation, ggml, qtypes
 from halo.imatrix import layer_imatrix
 from ramp.config.search import EvalWindows
+from ramp.evaluation import prefix as prefix_mod
 from ramp.evaluation.evaluator import Evaluator, make_evaluator
 from ramp.evaluation.fidelity import fidelity
 from ramp.evaluation.weight_cache import PLANS, check_candidates, choose_plan
@@ -141,6 +142,10 @@ def test_untouched_first_blocks_are_replayed_not_computed(ev, monkeypatch):
     assert replayed.kld > 0 and not any(hasattr(b, "__dict__") and "forward" in b.__dict__ for b in blocks)
     sibling = ev.sibling(ev.windows[:2])
     assert sibling.prefix is not ev.prefix and len(sibling.prefix.outputs) == 1 and len(ev.prefix.outputs) == 2
+    monkeypatch.setattr(prefix_mod, "MAX_BYTES", ev.prefix.nbytes // 2)   # too big to record: every block computes
+    capped = ev.sibling(ev.windows)
+    assert not capped.prefix.ready and capped.prefix.nbytes <= ev.prefix.nbytes // 2
+    assert capped.evaluate(types).window_kld == replayed.window_kld
 
 
 def test_kld_grows_as_bits_fall(ev):

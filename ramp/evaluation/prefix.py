@@ -29,9 +29,15 @@ class BlockPrefix:
     def record(self, run_batches):
         """Call `run_batches()` (the base pass, one forward per batch in order) with each block's output saved;
         returns what it returns.  Beyond MAX_BYTES the recording is dropped and nothing is replayed later."""
+        full = False
+
         def keep(i):
             def hook(_module, _inputs, output):
+                nonlocal full
                 assert torch.is_tensor(output), f"block {i} returned {type(output).__name__}, not a tensor"
+                full = full or self.nbytes + output.numel() * output.element_size() > MAX_BYTES
+                if full:   # stop copying before the memory is spent; the recording is dropped below
+                    return
                 if i == 0:   # a new batch begins
                     self.outputs.append([])
                 self.outputs[-1].append(output.detach().clone())
@@ -44,7 +50,7 @@ class BlockPrefix:
         finally:
             for handle in handles:
                 handle.remove()
-        if self.nbytes > MAX_BYTES or any(len(out) != len(self.blocks) for out in self.outputs):
+        if full or any(len(out) != len(self.blocks) for out in self.outputs):
             self.outputs, self.nbytes = [], 0
         return result
 
