@@ -167,8 +167,8 @@ def seed_tables(cal: Path, shipped: Path) -> list[Path]:
     values already; an unfinished table resumes where the other machine stopped.  The measured table costs ~24 min
     (SmolLM2) to ~1 h (Gemma 3 270M) on 2 cores; it depends only on the calibration, the actions and the evaluation
     windows (all in the hash), and on the libggml quantizer it was measured with.  Returns the copies made."""
-    made = [Path(cal) / "sensitivity" / t.name for t in sorted(Path(shipped).glob("*.json"))]
-    made = [copy for copy in made if _copy_newer(Path(shipped) / copy.name, copy)]
+    tables = sorted(Path(shipped).glob("*.json"))
+    made = [Path(cal) / "sensitivity" / t.name for t in tables if _copy_newer(t, Path(cal) / "sensitivity" / t.name)]
     if made:
         print(f"sensitivity tables shipped in {shipped}: {', '.join(p.name for p in made)}", flush=True)
     return made

@@ -116,8 +116,6 @@ def main() -> None:
         return stage in stages and row not in done
 
     def save() -> None:
-        if tables:
-            keep_tables(cal, tables)
         result["seconds"] = earlier.get("seconds", {}) | steps.seconds  # wall times, also of earlier machines
         result["table_seconds"] = _table_seconds(cal) or earlier.get("table_seconds")  # once the greedy step made it
         write_json(args.out / f"{name}.json", result)

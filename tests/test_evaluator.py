@@ -132,7 +132,7 @@ def test_untouched_first_blocks_are_replayed_not_computed(ev, monkeypatch):
     monkeypatch.setattr(type(blocks[0]), "forward", counted)
     replayed = ev.evaluate(types)
     assert calls == [1, 1]   # two batches, block 1 only
-    prefix, ev.prefix = ev.prefix, None
+    prefix, ev.prefix = ev.prefix, prefix_mod.BlockPrefix(ev.model)   # nothing recorded: every block computes
     try:
         computed = ev.evaluate(types)
     finally:

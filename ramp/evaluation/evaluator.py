@@ -27,7 +27,6 @@ default evaluation (4 windows x 256 tokens, vocabulary 49152), on the model's de
 stay at a few (T-1, V) tensors because windows are scored one at a time.
 """
 
-import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -86,7 +85,8 @@ class Evaluator:
         if dtype not in EVAL_DTYPES:
             raise UserError(f"unknown evaluator dtype {dtype!r}; use one of {', '.join(EVAL_DTYPES)}")
         self.dtype, source = dtype, None
-        if getattr(model, "hf_device_map", None) is not None:   # placed (and maybe offloaded) by accelerate
+        self.streamed = getattr(model, "hf_device_map", None) is not None
+        if self.streamed:   # placed (and maybe offloaded) by accelerate
             if dtype != "float32":
                 raise UserError("a model streamed from disk (--max-memory) is evaluated in float32; drop --dtype")
             self.device, self.model = torch.device("cpu"), model.eval()   # its hooks move inputs where they run
@@ -100,7 +100,6 @@ class Evaluator:
         self.windows = windows.to(self.device)
         self.batch_size = int(batch_size)
         self.cache = WeightCache(self.model, self.layers, candidates, imatrix, plan, progress, source)
-        self.streamed = getattr(model, "hf_device_map", None) is not None
         self._score_base()
 
     def sibling(self, windows: torch.Tensor) -> "Evaluator":
@@ -115,9 +114,9 @@ class Evaluator:
         """The base model's logits on the windows, and its perplexity; the blocks' outputs are recorded for
         evaluations that leave the first blocks at the base (`ramp.evaluation.prefix`)."""
         start = time.perf_counter()
-        self.prefix = None if self.streamed else BlockPrefix(self.model)
+        self.prefix = BlockPrefix(self.model)   # never recorded for a streamed model: accelerate's hooks move tensors
         base_pass = lambda: [self._logits(batch) for batch in self._batches()]   # noqa: E731
-        self.base_logits = self.prefix.record(base_pass) if self.prefix else base_pass()
+        self.base_logits = base_pass() if self.streamed else self.prefix.record(base_pass)
         self.base_lse = [torch.logsumexp(logits.double(), -1) for logits in self.base_logits]
         nll = sum(float((lse - logits.gather(-1, batch[:, 1:, None]).squeeze(-1).double()).sum())
                   for logits, lse, batch in zip(self.base_logits, self.base_lse, self._batches()))
@@ -171,7 +170,7 @@ class Evaluator:
             sums = []   # (summed NLL, summed KL) of each window
             for b, (batch, base_logits, base_lse) in enumerate(zip(self._batches(), self.base_logits, self.base_lse)):
                 # blocks before `first` are the base's: their recorded outputs, not computed again
-                with self.prefix.replay(b, first) if self.prefix is not None else contextlib.nullcontext():
+                with self.prefix.replay(b, first):
                     logits_b = self._logits(batch)
                 for window, logits, z_b, lse_b in zip(batch, logits_b, base_logits, base_lse):
                     sums.append(self._score(logits, z_b, lse_b, window[1:]))
@@ -184,7 +183,7 @@ class Evaluator:
     def first_block(self, types, weights: dict | None = None) -> int:
         """The first transformer block that `types` or `weights` change (the number of blocks when none does)."""
         touched = [i for i, t in enumerate(types) if t is not None] + list(weights or ())
-        n_blocks = len(self.prefix.blocks) if self.prefix is not None else 0
+        n_blocks = len(self.prefix.blocks)
         blocks = [self.layers[i].block for i in touched]
         if any(b is None or b < 0 for b in blocks):   # a layer outside the blocks: nothing can be replayed
             return 0
