@@ -9,6 +9,9 @@ up.  Measured here, on the search's own evaluator (validation windows, the exact
   * for the knapsack allocation (the default Fisher table) at each of the Pareto benchmark's five whole-file
     budgets: the joint KLD, the sum of the isolated KLDs of its (layer, type) pairs (each measured alone, exact),
     and the sum the Fisher table predicted;
+  * the same for the knapsack allocation on the measured table (the one the joint searches of
+    `benchmarks/pareto.py` start from): whatever a joint search can win over it lies in its joint / sum.  The whole
+    measured table is needed; `--tables` (default benchmarks/results/tables/<model>) supplies a shipped one;
   * for a sample of layer pairs, adjacent (the same block, or the same role in consecutive blocks) and distant
     (the same role half the model apart), both at the smallest width: the joint KLD against the two isolated ones.
 The isolated values go into the measured table's cache beside the calibration (a later full table reuses them).
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import BIN, ROOT, job, model_spec, write_json, write_text
+from common import BIN, ROOT, TABLES, job, model_spec, seed_tables, write_json, write_text
 
 
 def main() -> None:
@@ -32,6 +35,9 @@ def main() -> None:
     parser.add_argument("--budgets", default="",
                         help="comma-separated Pareto budget labels to measure (default all five)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    parser.add_argument("--tables", type=Path, default=None,
+                        help="shipped sensitivity tables to start from (default benchmarks/results/tables/<model>, "
+                             "none with --quick)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "additivity")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -39,6 +45,9 @@ def main() -> None:
     spec, cal = model_spec(args.model), steps.work / "calibration"
     steps.run("calibrate", [BIN / "ramp", "calibrate", "--model", spec, "--out", cal,
                             *(["--samples", "8", "--seq-len", "128"] if args.quick else [])], cal / "manifest.json")
+    tables = args.tables or (None if args.quick else TABLES / tag)
+    if tables:   # the measured table of an earlier machine (same calibration and windows): not measured again
+        seed_tables(cal, tables)
     pareto_path = args.out / f"pareto_{tag}.json"
     sizes = json.loads(pareto_path.read_text())["budgets"] if pareto_path.exists() and not args.quick else {}
     options = {"eval_samples": 2, "eval_seq_len": 64} if args.quick else {}
@@ -58,7 +67,7 @@ def main() -> None:
     result = {"model": args.model, "spec": spec, "quick": args.quick, "windows": (
         f"{config.windows.samples} x {config.windows.seq_len} WikiText-2 validation tokens (the search's)"),
         "base_note": "KLD against the source GGUF's dequantized weights (a re-quantized 4-bit file)",
-        "allocations": {}, "pairs": []}
+        "allocations": {}, "allocations_measured": {}, "pairs": []}
     with tempfile.TemporaryDirectory(dir=steps.work) as out:
         ctx = prepare(config, Path(out))
         fisher = sensitivity.table(ctx, "fisher").table
@@ -80,6 +89,15 @@ def main() -> None:
             result["allocations"][label] = {"bytes": alloc.bytes, "bpw": outcome.bpw, "joint_kld": outcome.kld,
                                             "sum_isolated": isolated, "sum_fisher": predicted,
                                             "joint_over_sum": outcome.kld / isolated if isolated else None}
+            _save(args.out / name, result)
+        exact = sensitivity.measured.measure(ctx, exact, exact_path)   # the rest of the table (none when shipped)
+        for label, budget in budgets.items():   # the joint searches' starting point: their room is its joint / sum
+            bits = _knapsack(ctx, exact.table, budget, first)
+            alloc, outcome = ctx.outcome(bits)
+            isolated = sum(exact.table[layer.gguf_name][str(b)] for layer, b in zip(ctx.layers, bits))
+            result["allocations_measured"][label] = {"bytes": alloc.bytes, "bpw": outcome.bpw,
+                                                     "joint_kld": outcome.kld, "sum_isolated": isolated,
+                                                     "joint_over_sum": outcome.kld / isolated if isolated else None}
             _save(args.out / name, result)
         for pair in pairs:
             types = [None] * len(ctx.layers)
@@ -153,6 +171,13 @@ def _markdown(result: dict) -> str:
         ratio = "" if row["joint_over_sum"] is None else f"{row['joint_over_sum']:.3f}"
         lines.append(f"| {label} | {row['bytes'] / 1e6:.2f} | {row['bpw']:.3f} | {row['joint_kld']:.5f} | "
                      f"{row['sum_isolated']:.5f} | {ratio} | {row['sum_fisher']:.5f} |")
+    lines += ["", "## Knapsack allocations (measured table, where the joint searches start): joint against summed",
+              "", "| budget | MB (layers) | bpw | joint KLD | sum of isolated (the knapsack's objective) | joint / sum |",
+              "|---|---|---|---|---|---|"]
+    for label, row in result.get("allocations_measured", {}).items():
+        ratio = "" if row["joint_over_sum"] is None else f"{row['joint_over_sum']:.3f}"
+        lines.append(f"| {label} | {row['bytes'] / 1e6:.2f} | {row['bpw']:.3f} | {row['joint_kld']:.5f} | "
+                     f"{row['sum_isolated']:.5f} | {ratio} |")
     lines += ["", "## Layer pairs at the smallest width", "",
               "| kind | layers | joint KLD | isolated | joint / sum |", "|---|---|---|---|---|"]
     for row in result["pairs"]:

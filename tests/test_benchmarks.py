@@ -191,9 +191,16 @@ def test_additivity_quick(tiny, tmp_path):
     assert len({tuple(pair["layers"]) for pair in result["pairs"]}) == len(kinds)
     for pair in result["pairs"]:
         assert len(pair["isolated"]) == 2 and pair["joint_kld"] > 0
+    # the measured table's knapsack (where the joint searches start): exact on the summed objective, so its sum is
+    # at most the Fisher knapsack's at the same budget
+    assert set(result["allocations_measured"]) == set(result["allocations"])
+    for label, row in result["allocations_measured"].items():
+        assert row["bpw"] <= float(label.split()[0]) + 1e-9 and row["joint_kld"] > 0
+        assert row["sum_isolated"] <= result["allocations"][label]["sum_isolated"] + 1e-12
+    assert "measured table, where the joint searches start" in (tmp_path / "additivity_tiny_quick.md").read_text()
     table = next((tmp_path / "work" / "tiny_quick" / "calibration" / "sensitivity").glob("measured-*.json"))
     measured = json.loads(table.read_text())
-    assert not measured["complete"] and measured["evaluations"] > 0   # only the pairs it needed, kept for reuse
+    assert measured["complete"] and measured["evaluations"] > 0   # kept for reuse
     first = result
     _script("additivity.py", "--quick", "--model", tiny, "--pairs", "4", "--work", tmp_path / "work",
             "--out", tmp_path)   # a re-run measures no isolated pair again and gives the same numbers
