@@ -14,7 +14,7 @@ up.  Measured here, on the search's own evaluator (validation windows, the exact
     measured table is needed; `--tables` (default benchmarks/results/tables/<model>) supplies a shipped one;
   * for a sample of layer pairs, adjacent (the same block, or the same role in consecutive blocks) and distant
     (the same role half the model apart), both at the smallest width: the joint KLD against the two isolated ones.
-The isolated values go into the measured table's cache beside the calibration (a later full table reuses them).
+The measured table, completed here, stays in its cache beside the calibration (searches reuse it).
 Results: benchmarks/results/additivity_<model>.{json,md}, saved as each part lands; a re-run resumes.
 """
 
