@@ -73,33 +73,18 @@ def main() -> None:
         fisher = sensitivity.table(ctx, "fisher").table
         exact_path = sensitivity.cache.path_for(ctx, "measured")
         exact = sensitivity.cache.load(exact_path, "measured", sensitivity.cache.settings(ctx, "measured"))
-        allocations = {label: _knapsack(ctx, fisher, budget, first) for label, budget in budgets.items()}
-        pairs = _pairs(ctx.layers, args.pairs, np.random.default_rng(0))
-        low = min(ctx.config.actions)
-        wanted = {(layer.index, bits) for bits_list in allocations.values()
-                  for layer, bits in zip(ctx.layers, bits_list)}
-        wanted |= {(i, low) for pair in pairs for i in pair["layers"]}
-        exact = sensitivity.measured.measure(ctx, exact, exact_path,
-                                             pairs=[(ctx.layers[i], b) for i, b in sorted(wanted)])
-        table = exact.table
-        for label, bits in allocations.items():
-            alloc, outcome = ctx.outcome(bits)
-            isolated = sum(table[layer.gguf_name][str(b)] for layer, b in zip(ctx.layers, bits))
+        table = sensitivity.measured.measure(ctx, exact, exact_path).table   # nothing left to measure when shipped
+        for label, budget in budgets.items():
+            bits = _knapsack(ctx, fisher, budget, first)
             predicted = sum(fisher[layer.gguf_name][str(b)] for layer, b in zip(ctx.layers, bits))
-            result["allocations"][label] = {"bytes": alloc.bytes, "bpw": outcome.bpw, "joint_kld": outcome.kld,
-                                            "sum_isolated": isolated, "sum_fisher": predicted,
-                                            "joint_over_sum": outcome.kld / isolated if isolated else None}
+            result["allocations"][label] = _joint_against_sum(ctx, table, bits) | {"sum_fisher": predicted}
             _save(args.out / name, result)
-        exact = sensitivity.measured.measure(ctx, exact, exact_path)   # the rest of the table (none when shipped)
         for label, budget in budgets.items():   # the joint searches' starting point: their room is its joint / sum
-            bits = _knapsack(ctx, exact.table, budget, first)
-            alloc, outcome = ctx.outcome(bits)
-            isolated = sum(exact.table[layer.gguf_name][str(b)] for layer, b in zip(ctx.layers, bits))
-            result["allocations_measured"][label] = {"bytes": alloc.bytes, "bpw": outcome.bpw,
-                                                     "joint_kld": outcome.kld, "sum_isolated": isolated,
-                                                     "joint_over_sum": outcome.kld / isolated if isolated else None}
+            result["allocations_measured"][label] = _joint_against_sum(ctx, table,
+                                                                       _knapsack(ctx, table, budget, first))
             _save(args.out / name, result)
-        for pair in pairs:
+        low = min(ctx.config.actions)
+        for pair in _pairs(ctx.layers, args.pairs, np.random.default_rng(0)):
             types = [None] * len(ctx.layers)
             for i in pair["layers"]:
                 types[i] = _actual(ctx.layers[i], low)
@@ -111,6 +96,14 @@ def main() -> None:
             _save(args.out / name, result)
     _save(args.out / name, result)
     print(_markdown(result))
+
+
+def _joint_against_sum(ctx, table: dict, bits: list[int]) -> dict:
+    """An allocation's size, its joint KLD on the evaluator and the sum of its layers' isolated KLDs in `table`."""
+    alloc, outcome = ctx.outcome(bits)
+    isolated = sum(table[layer.gguf_name][str(b)] for layer, b in zip(ctx.layers, bits))
+    return {"bytes": alloc.bytes, "bpw": outcome.bpw, "joint_kld": outcome.kld, "sum_isolated": isolated,
+            "joint_over_sum": outcome.kld / isolated if isolated else None}
 
 
 def _actual(layer, bits):
@@ -161,6 +154,13 @@ def _save(stem: Path, result: dict) -> None:
     write_text(stem.with_suffix(".md"), _markdown(result))
 
 
+def _allocation_cells(label: str, row: dict) -> str:
+    """A markdown row's cells for one allocation: budget, size, bpw, joint, sum and their ratio."""
+    ratio = "" if row["joint_over_sum"] is None else f"{row['joint_over_sum']:.3f}"
+    return (f"| {label} | {row['bytes'] / 1e6:.2f} | {row['bpw']:.3f} | {row['joint_kld']:.5f} | "
+            f"{row['sum_isolated']:.5f} | {ratio} |")
+
+
 def _markdown(result: dict) -> str:
     lines = [f"# Additivity of the KL divergence: {result['model']}", "",
              f"Scored on {result['windows']}. {result['base_note']}.", "",
@@ -168,16 +168,13 @@ def _markdown(result: dict) -> str:
              "| budget | MB (layers) | bpw | joint KLD | sum of isolated | joint / sum | Fisher's sum |",
              "|---|---|---|---|---|---|---|"]
     for label, row in result["allocations"].items():
-        ratio = "" if row["joint_over_sum"] is None else f"{row['joint_over_sum']:.3f}"
-        lines.append(f"| {label} | {row['bytes'] / 1e6:.2f} | {row['bpw']:.3f} | {row['joint_kld']:.5f} | "
-                     f"{row['sum_isolated']:.5f} | {ratio} | {row['sum_fisher']:.5f} |")
+        lines.append(f"{_allocation_cells(label, row)} {row['sum_fisher']:.5f} |")
     lines += ["", "## Knapsack allocations (measured table, where the joint searches start): joint against summed",
-              "", "| budget | MB (layers) | bpw | joint KLD | sum of isolated (the knapsack's objective) | joint / sum |",
+              "",
+              "| budget | MB (layers) | bpw | joint KLD | sum of isolated (the knapsack's objective) | joint / sum |",
               "|---|---|---|---|---|---|"]
     for label, row in result.get("allocations_measured", {}).items():
-        ratio = "" if row["joint_over_sum"] is None else f"{row['joint_over_sum']:.3f}"
-        lines.append(f"| {label} | {row['bytes'] / 1e6:.2f} | {row['bpw']:.3f} | {row['joint_kld']:.5f} | "
-                     f"{row['sum_isolated']:.5f} | {ratio} |")
+        lines.append(_allocation_cells(label, row))
     lines += ["", "## Layer pairs at the smallest width", "",
               "| kind | layers | joint KLD | isolated | joint / sum |", "|---|---|---|---|---|"]
     for row in result["pairs"]:
