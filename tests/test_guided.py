@@ -11,6 +11,7 @@ from halo import allocation as alloc_mod
 from ramp.config.options import search_config
 from ramp.config.search import BudgetOptions, EvalWindows
 from ramp.engine import guided_train
+from ramp.engine.confirm import passed_over
 from ramp.engine.context import prepare
 from ramp.engine.guided import OBS_DIM, Decoder, observations
 from ramp.engine.knapsack import allocate, problem
@@ -87,6 +88,17 @@ def test_the_guided_search_starts_at_the_knapsack_and_stays_within_budget(tiny_l
                      str(tiny_cal.path), windows=EvalWindows(samples=2, seq_len=64))
     assert moved["bpw"] <= 4.2 + 1e-9 and moved["repaired_layers"] == 0 and moved["kld"] > 0
     assert len(json.loads((tmp_path / "t" / "allocation.json").read_text())["layers"]) == len(tiny_cal.layers)
+
+
+def test_the_log_says_which_candidate_replaces_the_passed_over_lowest_one():
+    # Gemma small, seed 1: the lowest candidate was 1.7 se better than the knapsack's, the next one 2.8 se
+    knapsack = {"confirm_kld": 0.19674, "gain_se": 0.0, "knapsack": True}
+    lowest = {"confirm_kld": 0.19073, "gain_se": 1.68, "knapsack": False}
+    beyond = {"confirm_kld": 0.19220, "gain_se": 2.81, "knapsack": False}
+    assert passed_over(lowest, knapsack, 2).endswith("the knapsack's allocation is kept")
+    said = passed_over(lowest, beyond, 2)
+    assert "0.19073" in said and "the lowest candidate beyond it is chosen (0.19220, 2.8 standard errors)" in said
+    assert "kept" not in said
 
 
 def test_a_resumed_guided_search_repeats_the_uninterrupted_one(tiny_llama_dir, tiny_cal, tmp_path):

@@ -60,11 +60,21 @@ def choose(ctx, candidates: list[list[int]], start: list[int], extra: dict | Non
     say(f"confirmation split ({ctx.config.windows.confirm_samples} windows): chosen KLD {chosen['confirm_kld']:.5f}"
         f", knapsack's {start_row['confirm_kld']:.5f}")
     if best is not chosen:
-        say(f"the lowest candidate ({best['confirm_kld']:.5f}) beats the knapsack's allocation by "
-            f"{best['gain_se']:.1f} standard errors, within --confirm-margin {margin:g}: the knapsack's is kept")
+        say(passed_over(best, chosen, margin))
     return {"allocations": {"confirmed": chosen["bits"], "knapsack": start} | extra,
             "chosen": "confirmed", "keep_choice": True, "episodes": ctx.config.episodes,
             "confirmation": [{k: v for k, v in row.items() if k != "bits"} for row in rows]}
+
+
+def passed_over(best: dict, chosen: dict, margin: float) -> str:
+    """Why the lowest candidate on the confirmation split (`best`) is not the answer (`chosen`): its gain over the
+    knapsack's allocation is within the margin, so the knapsack's is kept, or the lowest candidate that clears the
+    margin is chosen instead."""
+    outcome = ("the knapsack's allocation is kept" if chosen["knapsack"] else
+               f"the lowest candidate beyond it is chosen ({chosen['confirm_kld']:.5f}, "
+               f"{chosen['gain_se']:.1f} standard errors)")
+    return (f"the lowest candidate ({best['confirm_kld']:.5f}) beats the knapsack's allocation by "
+            f"{best['gain_se']:.1f} standard errors, within --confirm-margin {margin:g}: {outcome}")
 
 
 def gain_in_se(reference: tuple, other: tuple) -> float:
